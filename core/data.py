@@ -1,0 +1,151 @@
+"""Turn raw arrays into what the training loop consumes: split, preprocessed, encoded, typed."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from core.preprocessing import Preprocessor, fit_preprocessor
+from core.spec import JobSpec, LossSpec, Task
+from core.split import split_indices
+
+__all__ = ["PreparedData", "encode_classes", "prepare_data", "seed_stream"]
+
+SPLIT_STREAM, INIT_STREAM, TRAIN_STREAM = 0, 1, 2
+
+
+def seed_stream(seed: int, stream: int) -> np.random.Generator:
+    """An independent generator per purpose, so that changing one use of randomness
+    (say, adding dropout) does not move the validation split or the initial weights."""
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(stream,)))
+
+
+@dataclass
+class Targets:
+    """Targets in the form the loss needs, and class indices for accuracy (classification)."""
+
+    values: np.ndarray  # cross_entropy: (n,) int64; others: (n, n_outputs) in the training dtype
+    labels: np.ndarray | None  # (n,) int64 class indices, classification only
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def take(self, index: np.ndarray) -> Targets:
+        labels = None if self.labels is None else self.labels[index]
+        return Targets(self.values[index], labels)
+
+
+@dataclass
+class PreparedData:
+    x_train: np.ndarray  # (n_train, n_features) in the training dtype
+    y_train: Targets
+    x_val: np.ndarray | None  # (n_val, n_features) or None without a validation split
+    y_val: Targets | None
+    task: Task
+    loss: LossSpec
+    classes: list[Any] | None
+    n_outputs: int
+    preprocessor: Preprocessor
+    feature_names: list[str]
+
+
+def encode_classes(
+    y: np.ndarray, classes: Sequence[Any] | None
+) -> tuple[np.ndarray, list[Any]]:
+    """Return class indices (n_samples,) int64 and the class labels in index order.
+
+    With ``classes``, y must already hold indices into it; otherwise the sorted
+    distinct values of y become the classes.
+    """
+    y = np.asarray(y)
+    if y.ndim != 1:
+        raise ValueError(f"classification targets must have shape (n_samples,), got {y.shape}")
+    if classes is None:
+        values, indices = np.unique(y, return_inverse=True)
+        return indices.astype(np.int64), [value.item() for value in values]
+    if not np.issubdtype(y.dtype, np.integer):
+        raise TypeError(f"y must hold integer class indices when classes are given, got {y.dtype}")
+    if len(y) and (y.min() < 0 or y.max() >= len(classes)):
+        raise ValueError(f"class indices must lie in [0, {len(classes)}), got {y.min()}..{y.max()}")
+    return y.astype(np.int64), list(classes)
+
+
+def _check_features(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    x = np.asarray(x)
+    if x.ndim == 1:
+        x = x.reshape(-1, 1)  # (n_samples,) -> (n_samples, 1)
+    if x.ndim != 2:
+        raise ValueError(f"x must have shape (n_samples, n_features), got {x.shape}")
+    if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
+        raise TypeError(f"x must hold real numbers, got dtype {x.dtype}")
+    if len(x) == 0:
+        raise ValueError("x has no samples; at least 1 is needed")
+    if len(x) != len(y):
+        raise ValueError(f"x and y must have the same length, got {len(x)} and {len(y)}")
+    return x
+
+
+def _encode_targets(
+    y: np.ndarray, task: Task, loss: LossSpec, classes: Sequence[Any] | None, dtype: np.dtype
+) -> tuple[Targets, list[Any] | None, int]:
+    if task == "regression":
+        values = np.asarray(y, dtype=np.float64)
+        if not np.isfinite(values).all():
+            row = int(np.argwhere(~np.isfinite(values))[0][0])
+            raise ValueError(f"y has a missing or infinite value at row {row}")
+        values = values.reshape(len(values), -1).astype(dtype)  # (n,) -> (n, n_outputs)
+        return Targets(values, None), None, values.shape[1]
+    labels, class_list = encode_classes(y, classes)
+    if len(class_list) < 2:
+        raise ValueError(
+            f"classification needs at least 2 classes, got {len(class_list)} ({class_list})"
+        )
+    if loss.type == "binary_cross_entropy":
+        if len(class_list) != 2:
+            raise ValueError(
+                f"binary_cross_entropy needs exactly 2 classes, got {len(class_list)}; "
+                "use cross_entropy"
+            )
+        return Targets(labels.astype(dtype).reshape(-1, 1), labels), class_list, 1
+    return Targets(labels, labels), class_list, len(class_list)
+
+
+def prepare_data(
+    spec: JobSpec,
+    x: np.ndarray,
+    y: np.ndarray,
+    task: Task,
+    classes: Sequence[Any] | None = None,
+    feature_names: Sequence[str] | None = None,
+) -> PreparedData:
+    """Split with the spec's seed, fit preprocessing on the training part, and encode targets."""
+    y = np.asarray(y)
+    x = _check_features(x, y)
+    dtype = np.dtype(spec.training.dtype)
+    loss = spec.resolved_loss(task)
+    targets, class_list, n_outputs = _encode_targets(y, task, loss, classes, dtype)
+    stratify = task == "classification" and spec.training.stratify
+    train_index, val_index = split_indices(
+        len(x),
+        spec.training.validation_split,
+        seed_stream(spec.training.seed, SPLIT_STREAM),
+        targets.labels if stratify else None,
+    )
+    x_float = np.asarray(x, dtype=np.float64)
+    preprocessor = fit_preprocessor(spec.preprocessing, x_float[train_index])
+    has_val = len(val_index) > 0
+    return PreparedData(
+        x_train=preprocessor.transform(x_float[train_index], dtype),
+        y_train=targets.take(train_index),
+        x_val=preprocessor.transform(x_float[val_index], dtype) if has_val else None,
+        y_val=targets.take(val_index) if has_val else None,
+        task=task,
+        loss=loss,
+        classes=class_list,
+        n_outputs=n_outputs,
+        preprocessor=preprocessor,
+        feature_names=list(feature_names or [f"x{i}" for i in range(x.shape[1])]),
+    )
