@@ -33,7 +33,7 @@ class Targets:
     def __len__(self) -> int:
         return len(self.values)
 
-    def take(self, index: np.ndarray) -> Targets:
+    def take(self, index: np.ndarray | slice) -> Targets:
         labels = None if self.labels is None else self.labels[index]
         return Targets(self.values[index], labels)
 

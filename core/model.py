@@ -1,0 +1,77 @@
+"""A trained model: the network, its preprocessing and its classes, ready to predict."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from core.activations import sigmoid
+from core.metrics import predict_classes
+from core.network import Network
+from core.preprocessing import Preprocessor
+from core.spec import JobSpec, Task
+
+__all__ = ["Model"]
+
+
+class Model:
+    """Predicts from raw feature rows, applying the preprocessing fitted in training."""
+
+    def __init__(
+        self,
+        spec: JobSpec,
+        network: Network,
+        preprocessor: Preprocessor,
+        task: Task,
+        classes: list[Any] | None,
+        feature_names: list[str],
+    ) -> None:
+        self.spec = spec
+        self.network = network
+        self.preprocessor = preprocessor
+        self.task = task
+        self.classes = classes
+        self.feature_names = feature_names
+
+    @property
+    def n_features(self) -> int:
+        return self.network.n_features
+
+    def _prepare(self, x: Any) -> np.ndarray:
+        array = np.asarray(x, dtype=np.float64)
+        if array.ndim == 1 and self.n_features == 1:
+            array = array.reshape(-1, 1)  # (n_samples,) -> (n_samples, 1)
+        if array.ndim != 2 or array.shape[1] != self.n_features:
+            raise ValueError(
+                f"inputs must have shape (n_samples, {self.n_features}), got {array.shape}"
+            )
+        return self.preprocessor.transform(array, self.network.dtype)
+
+    def decision_function(self, x: Any) -> np.ndarray:
+        """Raw network outputs (n_samples, n_outputs): logits for classification."""
+        return self.network.forward_in_chunks(self._prepare(x))
+
+    def predict_outputs(self, x: Any) -> np.ndarray:
+        """Class probabilities (n_samples, n_classes), or values (n_samples, n_outputs)."""
+        logits = self.decision_function(x)
+        if self.task == "regression":
+            return logits
+        with np.errstate(over="ignore", under="ignore"):
+            if logits.shape[1] == 1:
+                positive = sigmoid(logits)
+                return np.concatenate([1 - positive, positive], axis=1)
+            shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+            return shifted / shifted.sum(axis=1, keepdims=True)
+
+    def predict(self, x: Any) -> np.ndarray:
+        """Class labels (n_samples,) for classification; values (n_samples,) or
+        (n_samples, n_outputs) for regression."""
+        logits = self.decision_function(x)
+        if self.task == "regression":
+            return logits[:, 0] if logits.shape[1] == 1 else logits
+        assert self.classes is not None
+        return np.asarray(self.classes, dtype=object)[predict_classes(logits)]
+
+    def parameters(self) -> dict[str, np.ndarray]:
+        return self.network.parameters()
