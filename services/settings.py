@@ -1,0 +1,95 @@
+"""Service settings: one pydantic-settings class, read from ``STEEP_*`` environment variables.
+
+Nothing else in steep reads the environment. Embedded mode needs no settings at
+all: the database and the broker default to SQLite files in ``data_dir``.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings", "get_settings"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="STEEP_", extra="ignore")
+
+    data_dir: Path = Field(
+        Path(".steep"), description="Folder for the SQLite files in embedded mode."
+    )
+    database_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db. "
+        "Default: sqlite:///<data_dir>/steep.db.",
+    )
+    broker_url: str | None = Field(
+        None,
+        description="Celery broker URL, e.g. redis://host:6379/0. "
+        "Default: sqla+sqlite:///<data_dir>/broker.db.",
+    )
+    host: str = Field("127.0.0.1", description="Address the API listens on.")
+    port: int = Field(8000, ge=1, le=65535, description="Port the API listens on.")
+    public_url: str | None = Field(None, description="URL clients use; default http://host:port.")
+
+    blas_threads: int = Field(1, ge=1, le=256, description="BLAS threads per worker process.")
+    worker_concurrency: int = Field(
+        1, ge=1, le=64, description="Worker processes per `steep worker`."
+    )
+    lease_seconds: float = Field(
+        30.0, gt=0, description="How long a claim on a running job lasts without renewal."
+    )
+    flush_interval_seconds: float = Field(
+        1.0, gt=0, description="How often a worker writes buffered history and renews its lease."
+    )
+    checkpoint_interval_seconds: float = Field(
+        10.0, ge=0, description="Minimum time between checkpoints; 0 checkpoints every epoch."
+    )
+    max_attempts: int = Field(
+        3, ge=1, le=100, description="Claims before a job fails as worker_lost."
+    )
+    reaper_interval_seconds: float = Field(5.0, gt=0, description="How often the reaper runs.")
+    requeue_after_seconds: float = Field(
+        30.0, gt=0, description="A queued job unclaimed this long gets its message sent again."
+    )
+    max_job_seconds: float | None = Field(
+        None, gt=0, description="Server-wide cap on a job's training time."
+    )
+
+    max_upload_bytes: int = Field(
+        100 * 2**20, gt=0, description="Largest dataset upload, in bytes."
+    )
+    max_parameters: int = Field(20_000_000, gt=0, description="Largest model, in parameters.")
+    max_history_points: int = Field(100_000, gt=0, description="Most epochs a job may train.")
+
+    log_level: str = Field("INFO", description="Logging level for steep's processes.")
+    log_json: bool = Field(False, description="Write logs as JSON lines.")
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'steep.db').resolve()}"
+
+    @property
+    def resolved_broker_url(self) -> str:
+        if self.broker_url:
+            return self.broker_url
+        return f"sqla+sqlite:///{(self.data_dir / 'broker.db').resolve()}"
+
+    @property
+    def is_embedded(self) -> bool:
+        return self.resolved_database_url.startswith("sqlite")
+
+    @property
+    def base_url(self) -> str:
+        return self.public_url or f"http://{self.host}:{self.port}"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process's settings, read once."""
+    return Settings()
