@@ -10,6 +10,9 @@ Choices, and why:
 - ``worker_prefetch_multiplier=1``: a worker holds no more messages than it can
   run, so idle workers get the next job.
 - No result backend: results and progress go to the database.
+- No ``polling_interval`` transport option: kombu's SQLAlchemy transport (embedded
+  mode) passes every transport option to ``create_engine``, which rejects it, so
+  that transport polls at kombu's default of once a second.
 """
 
 from __future__ import annotations
@@ -35,7 +38,6 @@ def create_celery(settings: Settings) -> Celery:
         task_serializer="json",
         accept_content=["json"],
         broker_connection_retry_on_startup=True,
-        broker_transport_options={"polling_interval": 0.1},
         worker_hijack_root_logger=False,
         worker_concurrency=settings.worker_concurrency,
         task_default_queue="steep",
