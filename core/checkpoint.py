@@ -34,7 +34,8 @@ class TrainingState:
     def to_bytes(self) -> bytes:
         buffer = io.BytesIO()
         meta = {"format": CHECKPOINT_FORMAT, **self.meta}
-        np.savez(buffer, **self.arrays, **{_META_KEY: np.array(json.dumps(meta))})
+        members: dict[str, Any] = {**self.arrays, _META_KEY: np.array(json.dumps(meta))}
+        np.savez(buffer, **members)
         return buffer.getvalue()
 
     @classmethod

@@ -10,7 +10,7 @@ that the user must fix.
 
 import typer
 
-from services.cli import local
+from services.cli import local, remote
 
 app = typer.Typer(
     name="steep",
@@ -19,6 +19,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 app.add_typer(local.app)
+app.add_typer(remote.app)
 
 
 def main() -> None:
