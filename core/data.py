@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from core.preprocessing import Preprocessor, fit_preprocessor
+from core.preprocessing import Preprocessor, check_finite_features, fit_preprocessor
 from core.spec import JobSpec, LossSpec, Task
 from core.split import split_indices
 
@@ -135,6 +135,11 @@ def prepare_data(
         targets.labels if stratify else None,
     )
     x_float = np.asarray(x, dtype=np.float64)
+    # Check every row before the split, so that an error names the row of x, not of a split.
+    if spec.preprocessing.impute == "none":
+        Preprocessor().transform(x_float)
+    else:
+        check_finite_features(x_float)
     preprocessor = fit_preprocessor(spec.preprocessing, x_float[train_index])
     has_val = len(val_index) > 0
     return PreparedData(

@@ -187,6 +187,7 @@ class Trainer:
         record = self._epoch_record(epoch_number, totals, lr)
         if not math.isfinite(record.get("val_loss", 0.0)):
             self._diverge(epoch_number, f"val_loss became {record['val_loss']}")
+            np.copyto(self.network.params, self._epoch_start_params)
             return
         self.elapsed_seconds += time.perf_counter() - started
         record["epoch_seconds"] = time.perf_counter() - started
