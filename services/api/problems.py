@@ -1,0 +1,280 @@
+"""Every error leaves the API here, as RFC 9457 problem details (``application/problem+json``).
+
+Domain exceptions from ``services.errors``, request validation errors, HTTP errors
+raised by routing, and unexpected exceptions are each mapped to one status. Every
+body has ``type``, ``title``, ``status``, ``detail`` and ``request_id``. Validation
+problems add ``errors``, with each invalid field's ``loc`` and ``msg``.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Mapping, Sequence
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.datastructures import MutableHeaders
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from services.errors import Conflict, InvalidInput, NotFound, SteepError, TooLarge, Unavailable
+from services.schemas import Problem, ProblemError
+
+__all__ = [
+    "PROBLEM_MEDIA_TYPE",
+    "RequestIdMiddleware",
+    "install_problem_handlers",
+    "problem_response",
+    "problem_responses",
+]
+
+logger = logging.getLogger(__name__)
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+REQUEST_ID_HEADER = "X-Request-ID"
+MAX_ERRORS_IN_DETAIL = 5
+MAX_VALUE_CHARS = 80
+
+# The status of each domain exception; a subclass takes the status of its nearest base.
+STATUS_BY_ERROR: dict[type[SteepError], int] = {
+    NotFound: 404,
+    Conflict: 409,
+    InvalidInput: 422,
+    TooLarge: 413,
+    Unavailable: 503,
+}
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries that document problem-details bodies for ``statuses``."""
+    return {
+        status: {
+            "model": Problem,
+            "content": {PROBLEM_MEDIA_TYPE: {}},
+            "description": HTTPStatus(status).phrase,
+        }
+        for status in statuses
+    }
+
+
+def problem_response(
+    request: Request,
+    status: int,
+    detail: str,
+    *,
+    errors: Sequence[ProblemError] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    """Build a problem-details response; ``type`` is a URN naming the status."""
+    phrase = HTTPStatus(status).phrase
+    request_id = getattr(request.state, "request_id", None)
+    problem = Problem(
+        type="urn:steep:problem:" + phrase.lower().replace(" ", "-").replace("'", ""),
+        title=phrase,
+        status=status,
+        detail=detail,
+        errors=list(errors) if errors is not None else None,
+        request_id=request_id,
+    )
+    response_headers = dict(headers or {})
+    if request_id:
+        response_headers[REQUEST_ID_HEADER] = request_id
+    return JSONResponse(
+        problem.model_dump(exclude_none=True),
+        status_code=status,
+        media_type=PROBLEM_MEDIA_TYPE,
+        headers=response_headers,
+    )
+
+
+# Handlers -----------------------------------------------------------------------------
+
+
+def status_for(error: SteepError) -> int:
+    """Return the status of the nearest class in ``STATUS_BY_ERROR``, or 400."""
+    for kind in type(error).__mro__:
+        if kind in STATUS_BY_ERROR:
+            return STATUS_BY_ERROR[kind]
+    return 400
+
+
+async def _domain_error(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, SteepError)
+    status = status_for(error)
+    errors = None
+    if isinstance(error, InvalidInput):
+        errors = [ProblemError(loc=list(error.loc), msg=error.message)]
+    return problem_response(request, status, error.message, errors=errors)
+
+
+async def _validation_error(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, RequestValidationError)
+    errors = []
+    for item in error.errors():
+        loc = strip_union_tags(item.get("loc", ()), error.body)
+        errors.append(ProblemError(loc=loc, msg=describe_validation_error({**item, "loc": loc})))
+    sentences = [entry.msg for entry in errors[:MAX_ERRORS_IN_DETAIL]]
+    if len(errors) > MAX_ERRORS_IN_DETAIL:
+        sentences.append(f"and {len(errors) - MAX_ERRORS_IN_DETAIL} more errors")
+    return problem_response(request, 422, "; ".join(sentences), errors=errors)
+
+
+async def _http_error(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, StarletteHTTPException)
+    detail = error.detail
+    if error.status_code == 404 and detail == HTTPStatus.NOT_FOUND.phrase:
+        detail = f"no endpoint matches {request.method} {request.url.path}"
+    elif error.status_code == 405:
+        detail = f"{request.url.path} does not accept {request.method}"
+    return problem_response(request, error.status_code, str(detail), headers=error.headers)
+
+
+async def _not_implemented(request: Request, error: Exception) -> JSONResponse:
+    return problem_response(request, 501, str(error))
+
+
+async def _unexpected_error(request: Request, error: Exception) -> JSONResponse:
+    request_id = getattr(request.state, "request_id", None)
+    logger.error(
+        "unhandled error in %s %s (request %s)",
+        request.method,
+        request.url.path,
+        request_id,
+        exc_info=error,
+    )
+    return problem_response(
+        request,
+        500,
+        "the server failed to process the request; report the request id if this persists",
+    )
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    """Route every error of ``app`` through the handlers above."""
+    app.add_exception_handler(SteepError, _domain_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(NotImplementedError, _not_implemented)
+    app.add_exception_handler(Exception, _unexpected_error)
+
+
+# Validation messages ------------------------------------------------------------------
+
+
+def describe_validation_error(item: dict[str, Any]) -> str:
+    """Turn one pydantic error into a sentence naming the field, the rule and the value.
+
+    >>> describe_validation_error(
+    ...     {"loc": ("body", "model", "layers", 0, "units"), "type": "less_than_equal",
+    ...      "msg": "Input should be less than or equal to 65536", "input": 10**9})
+    'model.layers[0].units: Input should be less than or equal to 65536, got 1000000000'
+    """
+    field = format_location(item.get("loc", ()))
+    message = str(item.get("msg", "invalid value"))
+    kind = item.get("type", "")
+    if kind == "missing":
+        return f"{field}: field required"
+    if kind == "extra_forbidden":
+        return f"{field}: unknown field; remove it or correct its spelling"
+    if kind == "json_invalid":
+        reason = item.get("ctx", {}).get("error", "")
+        position = item["loc"][-1] if item.get("loc") else "?"
+        return f"the request body is not valid JSON: {reason} at character {position}"
+    if kind == "value_error":
+        # Messages of steep's own validators already show the offending value.
+        return f"{field}: {message.removeprefix('Value error, ')}"
+    if kind == "union_tag_invalid" or "input" not in item:
+        return f"{field}: {message}"
+    return f"{field}: {message}, got {_short_repr(item['input'])}"
+
+
+def strip_union_tags(loc: Sequence[Any], body: Any) -> list[str | int]:
+    """Drop the tags pydantic adds to a location inside a tagged union.
+
+    Pydantic reports an error in ``{"type": "dense", "units": -3}`` at
+    ``("body", "layers", 0, "dense", "units")``, but the client's JSON has no key
+    "dense". Walking the body finds such parts: a part that is not a key of the
+    object at that point but equals its ``type``.
+    """
+    parts = list(loc)
+    if not parts or parts[0] != "body":
+        return parts
+    cleaned: list[str | int] = ["body"]
+    node = body
+    for part in parts[1:]:
+        if isinstance(node, dict) and part not in node and node.get("type") == part:
+            continue
+        cleaned.append(part)
+        if isinstance(node, dict):
+            node = node.get(part)
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        else:
+            node = None
+    return cleaned
+
+
+def format_location(loc: Sequence[Any]) -> str:
+    """Format a pydantic location as a path, e.g. ``("body", "layers", 0, "units")`` as
+    ``layers[0].units``. Query and header parameters keep their source as a prefix."""
+    parts = list(loc)
+    prefix = ""
+    if parts and parts[0] == "body":
+        parts = parts[1:]
+    elif parts and parts[0] in ("query", "header", "path"):
+        prefix = f"{parts[0]} parameter "
+        parts = parts[1:]
+    path = ""
+    for part in parts:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif path:
+            path += f".{part}"
+        else:
+            path = str(part)
+    return prefix + (path or "request body")
+
+
+def _short_repr(value: Any) -> str:
+    text = repr(value)
+    if len(text) > MAX_VALUE_CHARS:
+        text = text[: MAX_VALUE_CHARS - 3] + "..."
+    return text
+
+
+# Request ids --------------------------------------------------------------------------
+
+
+class RequestIdMiddleware:
+    """Give every request an id (the client's ``X-Request-ID`` when it is a plain token)
+    and echo it in the response headers, so a logged error can be found from a response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = _client_request_id(scope) or uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+def _client_request_id(scope: Scope) -> str | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"x-request-id":
+            text = value.decode("latin-1")
+            if 0 < len(text) <= 100 and all(c.isalnum() or c in "-_.:" for c in text):
+                return text
+    return None

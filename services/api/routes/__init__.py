@@ -1,0 +1,1 @@
+"""One router per resource: jobs, datasets, and the health checks."""

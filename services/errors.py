@@ -1,0 +1,49 @@
+"""Domain exceptions of the service layer.
+
+Service functions raise these. The API maps each class to one HTTP status and a
+problem-details body in ``services.api.problems``, and nothing else decides a status.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = ["Conflict", "InvalidInput", "NotFound", "SteepError", "TooLarge", "Unavailable"]
+
+Location = tuple[str | int, ...]
+
+
+class SteepError(Exception):
+    """Base class of every domain error; the message is shown to the client as is."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class NotFound(SteepError):
+    """The resource does not exist, or it belongs to another tenant."""
+
+
+class Conflict(SteepError):
+    """The resource is in the wrong state for the request, or an idempotency key is reused."""
+
+
+class InvalidInput(SteepError):
+    """A request value breaks a rule that needs the database or the data to check.
+
+    ``loc`` is the path of the offending field, as in a pydantic error
+    (``("body", "model", "layers", 1, "units")``), so the client can point at it.
+    """
+
+    def __init__(self, message: str, loc: Sequence[str | int] = ()) -> None:
+        super().__init__(message)
+        self.loc: Location = tuple(loc)
+
+
+class TooLarge(SteepError):
+    """A request body or an upload is larger than the server accepts."""
+
+
+class Unavailable(SteepError):
+    """A backing service (the database or the broker) cannot be reached."""
