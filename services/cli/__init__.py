@@ -10,7 +10,7 @@ that the user must fix.
 
 import typer
 
-from services.cli import local, remote
+from services.cli import local, remote, service
 
 app = typer.Typer(
     name="steep",
@@ -20,6 +20,7 @@ app = typer.Typer(
 )
 app.add_typer(local.app)
 app.add_typer(remote.app)
+app.add_typer(service.app)
 
 
 def main() -> None:

@@ -15,7 +15,9 @@ __all__ = ["alembic_config", "upgrade"]
 def alembic_config(database_url: str | None = None) -> Config:
     """An Alembic config pointing at steep's migrations, without an alembic.ini file."""
     config = Config()
-    config.set_main_option("script_location", str(Path(migrations.__file__).parent))
+    # __path__ works for a regular package and for an editable install that maps
+    # the folder as a namespace package, where __file__ is None.
+    config.set_main_option("script_location", str(Path(next(iter(migrations.__path__)))))
     if database_url:
         config.attributes["database_url"] = database_url
     return config

@@ -40,6 +40,11 @@ def create_celery(settings: Settings) -> Celery:
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
         worker_concurrency=settings.worker_concurrency,
+        # Messages are acknowledged on receipt, so a busy worker would otherwise fetch
+        # the next message and hold it until its job ends. Celery supports this only
+        # for Redis (and warns on other brokers). Where it is off, the reaper's resend
+        # gets a held job to an idle worker after requeue_after_seconds.
+        worker_disable_prefetch=settings.resolved_broker_url.startswith(("redis://", "rediss://")),
         task_default_queue="steep",
     )
     return app

@@ -1,0 +1,500 @@
+"""The queries of a running job: claim, flush, finish and release, and the reaper's sweeps.
+
+Every write a worker makes after its claim is fenced: it matches the job row only
+``WHERE id = :id AND attempt = :attempt AND status = 'running'``. A write that
+matches no row means the job was taken over by a newer attempt, or finished or
+cancelled by someone else, and the worker must stop without writing anything more.
+
+``jobs.version`` goes up by one in every transaction that changes something a
+client reads (status, progress, metrics, history). A lease-only renewal and
+``enqueued_at`` updates leave it alone, so they do not invalidate history ETags.
+
+Lease deadlines are compared with this process's clock, so the machines of one
+deployment need clocks that agree to well within ``lease_seconds`` (NTP does this).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from services.store.db import session_scope
+from services.store.models import (
+    Checkpoint,
+    HistoryRow,
+    Job,
+    Transition,
+    UTCDateTime,
+    Weights,
+    utcnow,
+)
+
+__all__ = [
+    "Claim",
+    "FlushResult",
+    "Progress",
+    "ReapedJob",
+    "claim",
+    "finish",
+    "flush",
+    "read_checkpoint",
+    "reap_expired_leases",
+    "release",
+    "resend_stale_queued",
+]
+
+# How many expired leases one reaper pass handles; the next pass takes the rest.
+REAP_BATCH_SIZE = 100
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One attempt's hold on a job: what it trains, and the attempt number that fences it."""
+
+    job_id: str
+    attempt: int
+    worker_id: str
+    tenant: str
+    dataset: str
+    spec: dict[str, Any]
+    epochs: int
+    resume_epoch: int  # epochs covered by the stored checkpoint; 0 when there is none
+    cancel_requested: bool
+    lease_seconds: float
+    database_url: str | None
+
+
+@dataclass(frozen=True)
+class Progress:
+    """The summary columns a worker keeps current on the job row."""
+
+    epoch: int  # epochs completed
+    metrics: Mapping[str, float]  # the latest epoch record, without its "epoch" key
+    eta_seconds: float | None
+    monitor: str | None
+    best_epoch: int | None
+    best_value: float | None
+
+
+@dataclass(frozen=True)
+class FlushResult:
+    """Whether the fenced write matched the job, and whether a cancel was requested."""
+
+    ok: bool
+    cancel_requested: bool
+
+
+@dataclass(frozen=True)
+class ReapedJob:
+    """A running job whose lease expired, and the status the reaper gave it."""
+
+    job_id: str
+    attempt: int
+    worker_id: str | None
+    status: str  # queued | failed | cancelled
+
+
+# Claim ------------------------------------------------------------------------
+
+
+def claim(
+    job_id: str, worker_id: str, lease_seconds: float, *, database_url: str | None = None
+) -> Claim | None:
+    """Take a queued job for a new attempt, or return None if the job is not queued.
+
+    The claim is one conditional UPDATE, so two workers that get the same message
+    cannot both win. A job with a checkpoint at epoch k resumes from it: history
+    rows after epoch k, written by the attempt that died, are deleted in the same
+    transaction so that every epoch is recorded exactly once.
+    """
+    now = utcnow()
+    checkpoint_epoch = select(Checkpoint.epoch).where(Checkpoint.job_id == job_id).scalar_subquery()
+    statement = (
+        update(Job)
+        .where(Job.id == job_id, Job.status == "queued")
+        .values(
+            status="running",
+            attempt=Job.attempt + 1,
+            worker_id=worker_id,
+            lease_expires_at=now + timedelta(seconds=lease_seconds),
+            started_at=func.coalesce(Job.started_at, _timestamp(now)),
+            epoch=func.coalesce(checkpoint_epoch, 0),
+            eta_seconds=None,
+            version=Job.version + 1,
+            updated_at=now,
+        )
+        .returning(
+            Job.attempt,
+            Job.tenant,
+            Job.dataset,
+            Job.spec,
+            Job.epochs,
+            Job.epoch,
+            Job.cancel_requested,
+        )
+    )
+    with session_scope(database_url, write=True) as session:
+        row = session.execute(statement, execution_options={"synchronize_session": False}).first()
+        if row is None:
+            return None
+        resume_epoch = int(row.epoch)
+        _drop_history_after(session, job_id, resume_epoch)
+        reason = (
+            f"resumed from the checkpoint at epoch {resume_epoch}"
+            if resume_epoch
+            else f"claimed by worker {worker_id}"
+        )
+        _add_transition(session, job_id, "running", row.attempt, worker_id, reason, now)
+    return Claim(
+        job_id=job_id,
+        attempt=int(row.attempt),
+        worker_id=worker_id,
+        tenant=row.tenant,
+        dataset=row.dataset,
+        spec=dict(row.spec),
+        epochs=int(row.epochs),
+        resume_epoch=resume_epoch,
+        cancel_requested=bool(row.cancel_requested),
+        lease_seconds=lease_seconds,
+        database_url=database_url,
+    )
+
+
+def _drop_history_after(session: Session, job_id: str, epoch: int) -> None:
+    """Delete history after ``epoch`` and point the job's metrics at that epoch's record."""
+    deleted = session.execute(
+        delete(HistoryRow)
+        .where(HistoryRow.job_id == job_id, HistoryRow.epoch > epoch)
+        .returning(HistoryRow.epoch)
+    ).all()
+    if not deleted:
+        return
+    values = session.scalar(
+        select(HistoryRow.values).where(HistoryRow.job_id == job_id, HistoryRow.epoch == epoch)
+    )
+    session.execute(
+        update(Job).where(Job.id == job_id).values(metrics=values or {}),
+        execution_options={"synchronize_session": False},
+    )
+
+
+def read_checkpoint(claim: Claim) -> bytes | None:
+    """Return the job's stored checkpoint bytes, or None when it has none."""
+    with session_scope(claim.database_url, write=False) as session:
+        return session.scalar(select(Checkpoint.data).where(Checkpoint.job_id == claim.job_id))
+
+
+# Flush, finish, release -----------------------------------------------------------
+
+
+def flush(
+    claim: Claim,
+    history: Sequence[Mapping[str, float]],
+    progress: Progress | None = None,
+    checkpoint: bytes | None = None,
+) -> FlushResult:
+    """Renew the lease and write buffered epochs, progress and a checkpoint in one transaction.
+
+    ``history`` contains epoch records with their ``epoch`` key. ``checkpoint`` is a
+    ``TrainingState.to_bytes()`` taken at ``progress.epoch``; it replaces the stored one.
+    Without ``progress`` the write only renews the lease and reads the cancel flag.
+    """
+    if checkpoint is not None and progress is None:
+        raise ValueError("a checkpoint needs the progress it was taken at")
+    now = utcnow()
+    values: dict[str, Any] = {"lease_expires_at": now + timedelta(seconds=claim.lease_seconds)}
+    if progress is not None:
+        values.update(_progress_values(progress), version=Job.version + 1, updated_at=now)
+
+    with session_scope(claim.database_url, write=True) as session:
+        row = session.execute(
+            update(Job).where(*_fence(claim)).values(**values).returning(Job.cancel_requested),
+            execution_options={"synchronize_session": False},
+        ).first()
+        if row is None:
+            return FlushResult(ok=False, cancel_requested=False)
+        _insert_history(session, claim, history)
+        if checkpoint is not None:
+            assert progress is not None
+            _upsert(
+                session,
+                Checkpoint,
+                {
+                    "job_id": claim.job_id,
+                    "epoch": progress.epoch,
+                    "attempt": claim.attempt,
+                    "data": checkpoint,
+                    "created_at": now,
+                },
+                key="job_id",
+            )
+    return FlushResult(ok=True, cancel_requested=bool(row.cancel_requested))
+
+
+def finish(
+    claim: Claim,
+    *,
+    status: str,
+    stop_reason: str,
+    stop_message: str | None = None,
+    error_type: str | None = None,
+    error_message: str | None = None,
+    history: Sequence[Mapping[str, float]] = (),
+    progress: Progress | None = None,
+    weights: bytes | None = None,
+) -> bool:
+    """Write the last epochs, the weights and the final status in one transaction.
+
+    The stored checkpoint is deleted, because a finished job is never resumed.
+    Returns False, writing nothing, when the attempt no longer owns the job.
+    """
+    now = utcnow()
+    values: dict[str, Any] = {
+        "status": status,
+        "stop_reason": stop_reason,
+        "stop_message": stop_message,
+        "error_type": error_type,
+        "error_message": error_message,
+        "lease_expires_at": None,
+        "finished_at": now,
+        "version": Job.version + 1,
+        "updated_at": now,
+    }
+    if progress is not None:
+        values.update(_progress_values(progress))
+
+    with session_scope(claim.database_url, write=True) as session:
+        row = session.execute(
+            update(Job).where(*_fence(claim)).values(**values).returning(Job.id),
+            execution_options={"synchronize_session": False},
+        ).first()
+        if row is None:
+            return False
+        _insert_history(session, claim, history)
+        if weights is not None:
+            _upsert(
+                session,
+                Weights,
+                {"job_id": claim.job_id, "data": weights, "created_at": now},
+                key="job_id",
+            )
+        session.execute(delete(Checkpoint).where(Checkpoint.job_id == claim.job_id))
+        reason = stop_message or error_message or stop_reason
+        _add_transition(session, claim.job_id, status, claim.attempt, claim.worker_id, reason, now)
+    return True
+
+
+def release(claim: Claim, reason: str) -> bool:
+    """Put a running job back in the queue (a worker shutting down); False if not owned.
+
+    The next attempt resumes from the stored checkpoint. The caller sends the new
+    message after this returns, because the row must be committed first.
+    """
+    now = utcnow()
+    with session_scope(claim.database_url, write=True) as session:
+        row = session.execute(
+            update(Job)
+            .where(*_fence(claim))
+            .values(
+                status="queued",
+                worker_id=None,
+                lease_expires_at=None,
+                enqueued_at=now,
+                eta_seconds=None,
+                version=Job.version + 1,
+                updated_at=now,
+            )
+            .returning(Job.id),
+            execution_options={"synchronize_session": False},
+        ).first()
+        if row is None:
+            return False
+        _add_transition(
+            session, claim.job_id, "queued", claim.attempt, claim.worker_id, reason, now
+        )
+    return True
+
+
+# The reaper's sweeps ------------------------------------------------------------------
+
+
+def reap_expired_leases(max_attempts: int, *, database_url: str | None = None) -> list[ReapedJob]:
+    """Return running jobs whose lease expired to the queue, or fail them as worker_lost.
+
+    A job goes back to ``queued``, with ``enqueued_at`` set, and the caller sends its
+    message. Once its ``attempt`` has reached ``max_attempts``, it fails with
+    stop_reason ``worker_lost`` instead. A job whose cancel was requested ends ``cancelled``.
+    """
+    now = utcnow()
+    reaped: list[ReapedJob] = []
+    with session_scope(database_url, write=True) as session:
+        expired = session.execute(
+            select(Job.id, Job.attempt, Job.worker_id, Job.cancel_requested)
+            .where(Job.status == "running", Job.lease_expires_at < now)
+            .order_by(Job.lease_expires_at)
+            .limit(REAP_BATCH_SIZE)
+        ).all()
+        for job in expired:
+            status, values = _reaped_values(
+                job.attempt, max_attempts, job.worker_id, job.cancel_requested, now
+            )
+            values.update(
+                lease_expires_at=None, worker_id=None, version=Job.version + 1, updated_at=now
+            )
+            matched = session.execute(
+                update(Job)
+                .where(
+                    Job.id == job.id,
+                    Job.attempt == job.attempt,
+                    Job.status == "running",
+                    Job.lease_expires_at < now,
+                )
+                .values(**values)
+                .returning(Job.id),
+                execution_options={"synchronize_session": False},
+            ).first()
+            if matched is None:
+                continue  # renewed or finished since the SELECT, or another reaper took it
+            reason = values.get("stop_message") or f"lease expired on worker {job.worker_id}"
+            _add_transition(session, job.id, status, job.attempt, job.worker_id, reason, now)
+            reaped.append(ReapedJob(job.id, job.attempt, job.worker_id, status))
+    return reaped
+
+
+def _reaped_values(
+    attempt: int, max_attempts: int, worker_id: str | None, cancel_requested: bool, now: datetime
+) -> tuple[str, dict[str, Any]]:
+    """Return the new status of an expired job and the columns that go with it."""
+    if cancel_requested:
+        message = f"cancelled by request; worker {worker_id} stopped before it saw the request"
+        return "cancelled", {
+            "status": "cancelled",
+            "stop_reason": "cancelled",
+            "stop_message": message,
+            "finished_at": now,
+        }
+    if attempt >= max_attempts:
+        message = (
+            f"lease expired on worker {worker_id}; the job was lost by {attempt} attempts "
+            f"and max_attempts is {max_attempts}"
+        )
+        return "failed", {
+            "status": "failed",
+            "stop_reason": "worker_lost",
+            "stop_message": message,
+            "finished_at": now,
+        }
+    return "queued", {"status": "queued", "enqueued_at": now, "eta_seconds": None}
+
+
+def resend_stale_queued(older_than_seconds: float, *, database_url: str | None = None) -> list[str]:
+    """Mark queued jobs unclaimed for ``older_than_seconds`` as sent now; return their ids.
+
+    The caller sends each returned job's message again, since the first one may be lost.
+    """
+    now = utcnow()
+    cutoff = now - timedelta(seconds=older_than_seconds)
+    statement = (
+        update(Job)
+        .where(
+            Job.status == "queued",
+            func.coalesce(Job.enqueued_at, Job.created_at) < _timestamp(cutoff),
+        )
+        .values(enqueued_at=now)
+        .returning(Job.id)
+    )
+    with session_scope(database_url, write=True) as session:
+        rows = session.execute(statement, execution_options={"synchronize_session": False})
+        return [row.id for row in rows]
+
+
+# Helpers -------------------------------------------------------------------------------
+
+
+def _fence(claim: Claim) -> tuple[Any, ...]:
+    return (Job.id == claim.job_id, Job.attempt == claim.attempt, Job.status == "running")
+
+
+def _timestamp(value: datetime) -> Any:
+    """Bind ``value`` with the UTC column type, for timestamps inside SQL expressions."""
+    return bindparam(None, value, type_=UTCDateTime())
+
+
+def _progress_values(progress: Progress) -> dict[str, Any]:
+    return {
+        "epoch": progress.epoch,
+        "metrics": _json_record(progress.metrics),
+        "eta_seconds": _finite_or_none(progress.eta_seconds),
+        "monitor": progress.monitor,
+        "best_epoch": progress.best_epoch,
+        "best_value": _finite_or_none(progress.best_value),
+    }
+
+
+def _insert_history(session: Session, claim: Claim, history: Iterable[Mapping[str, float]]) -> None:
+    rows = [
+        {
+            "job_id": claim.job_id,
+            "epoch": int(record["epoch"]),
+            "attempt": claim.attempt,
+            "values": _json_record({k: v for k, v in record.items() if k != "epoch"}),
+        }
+        for record in history
+    ]
+    if rows:
+        session.execute(insert(HistoryRow), rows)
+
+
+def _add_transition(
+    session: Session,
+    job_id: str,
+    status: str,
+    attempt: int,
+    worker_id: str | None,
+    reason: str | None,
+    at: datetime,
+) -> None:
+    session.add(
+        Transition(
+            job_id=job_id,
+            status=status,
+            attempt=attempt,
+            worker_id=worker_id,
+            reason=reason,
+            at=at,
+        )
+    )
+
+
+def _upsert(session: Session, model: type[Any], values: dict[str, Any], *, key: str) -> None:
+    """Insert a row, or overwrite the row with the same ``key`` (SQLite and PostgreSQL)."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        statement: Any = postgresql.insert(model).values(**values)
+    elif dialect == "sqlite":
+        statement = sqlite.insert(model).values(**values)
+    else:
+        raise NotImplementedError(f"upserts on {dialect} are not supported yet")
+    changed = {name: statement.excluded[name] for name in values if name != key}
+    session.execute(statement.on_conflict_do_update(index_elements=[key], set_=changed))
+
+
+def _finite_or_none(value: float | None) -> float | None:
+    if value is None or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def _json_record(record: Mapping[str, Any]) -> dict[str, float | None]:
+    """Convert a record for a JSON column: plain floats, with NaN and infinities as null.
+
+    PostgreSQL's JSONB rejects NaN, and JSON has no literal for it.
+    """
+    return {str(name): _finite_or_none(float(value)) for name, value in record.items()}

@@ -1,0 +1,67 @@
+"""The Celery task that runs a job, and the worker process hooks it needs.
+
+The task is a thin wrapper: ``services.worker.runner.run_job`` does the work and
+opens its own sessions. It is declared with ``shared_task`` so that every Celery
+app of the process, including one built after a settings change, has it.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+from celery import Task, shared_task
+from celery.signals import setup_logging, worker_init, worker_process_init, worker_shutting_down
+from threadpoolctl import threadpool_limits
+
+from services.logging_setup import configure_logging
+from services.settings import get_settings
+from services.store.db import dispose_engine
+from services.worker.celery_app import RUN_JOB_TASK
+from services.worker.runner import run_job
+
+__all__ = ["limit_blas_threads", "run_job_task", "shutdown_requested"]
+
+# Set when the worker begins a warm shutdown. Celery sends that signal only in the
+# worker's main process, which runs the jobs under the solo pool, so such a job goes
+# back to the queue at its next batch. Prefork children finish their job first.
+shutdown_requested = threading.Event()
+
+
+@shared_task(name=RUN_JOB_TASK, bind=True, ignore_result=True)
+def run_job_task(self: Task, job_id: str) -> str:
+    """Run the job ``job_id``; the message carries nothing else."""
+    worker_id = f"{self.request.hostname}/{os.getpid()}"
+    return run_job(
+        job_id, worker_id=worker_id, settings=get_settings(), shutdown=shutdown_requested
+    )
+
+
+def limit_blas_threads(threads: int) -> None:
+    """Limit the BLAS and OpenMP pools of this process to ``threads`` threads."""
+    threadpool_limits(limits=threads)
+
+
+@setup_logging.connect
+def _on_setup_logging(**_: Any) -> None:
+    configure_logging(get_settings())
+
+
+@worker_init.connect
+def _on_worker_init(**_: Any) -> None:
+    # The solo pool runs tasks in this process.
+    limit_blas_threads(get_settings().blas_threads)
+
+
+@worker_process_init.connect
+def _on_worker_process_init(**_: Any) -> None:
+    # A prefork child must not reuse the pooled connections it inherited.
+    dispose_engine()
+    limit_blas_threads(get_settings().blas_threads)
+
+
+@worker_shutting_down.connect
+def _on_worker_shutting_down(**_: Any) -> None:
+    # Runs inside a signal handler, so it only sets the event and does not log.
+    shutdown_requested.set()
