@@ -117,6 +117,12 @@ class Trainer:
         self.stop_message: str | None = None
         self.stopped_epoch: int | None = None
         self._epoch_start_params = self.network.params.copy()
+        # Shuffled batches are gathered into this (min(batch_size, n_train), n_features) buffer.
+        batch_rows = min(spec.training.batch_size, len(data.x_train))
+        self._batch_buffer = np.empty((batch_rows, data.x_train.shape[1]), data.x_train.dtype)
+        self._epoch_start_optimizer = self.optimizer.state_dict()
+        self._epoch_start_rng = self.rng.bit_generator.state
+        self._in_epoch = False
 
     def _monitor_name(self) -> str:
         stopping = self.spec.training.early_stopping
@@ -135,11 +141,15 @@ class Trainer:
     # Control ----------------------------------------------------------------
 
     def request_stop(self, reason: StopReason, message: str | None = None) -> None:
-        """Ask the loop to stop after the current batch; the weights of the last complete
-        epoch are kept and the unfinished epoch is not recorded."""
+        """Ask the loop to stop after the current batch.
+
+        A stop inside an epoch rewinds the trainer to that epoch's start (weights,
+        optimizer state and RNG), so the unfinished epoch leaves no trace and
+        ``state_dict`` afterwards is the state at the last epoch boundary.
+        """
         if self.stop_reason is None:
             self.stop_reason, self.stop_message = reason, message
-            self.stopped_epoch = self.epoch + 1
+            self.stopped_epoch = self.epoch + 1 if self._in_epoch else self.epoch or None
 
     @property
     def should_stop(self) -> bool:
@@ -158,20 +168,40 @@ class Trainer:
     # One epoch ----------------------------------------------------------------
 
     def _run_epoch(self) -> None:
+        self._in_epoch = True
+        try:
+            self._train_epoch()
+        finally:
+            self._in_epoch = False
+
+    def _remember_epoch_start(self) -> None:
+        np.copyto(self._epoch_start_params, self.network.params)
+        self._epoch_start_optimizer = self.optimizer.state_dict()
+        self._epoch_start_rng = self.rng.bit_generator.state
+
+    def _rewind_epoch(self) -> None:
+        """Drop the unfinished epoch: restore the weights its history describes, and the
+        optimizer and RNG states that go with them."""
+        np.copyto(self.network.params, self._epoch_start_params)
+        self.optimizer.load_state_dict(*self._epoch_start_optimizer)
+        self.rng.bit_generator.state = self._epoch_start_rng
+
+    def _train_epoch(self) -> None:
         started = time.perf_counter()
         epoch_number = self.epoch + 1
         lr = learning_rate(
             self.spec.schedule, self.spec.optimizer.lr, self.epoch, self.spec.training.epochs
         )
-        np.copyto(self._epoch_start_params, self.network.params)
-        x, y = self._epoch_order()
+        self._remember_epoch_start()
+        order, y = self._epoch_order()
         totals = _EpochTotals([name for name, _ in self.layer_slices], self.data.n_outputs)
         batch_size = self.spec.training.batch_size
-        n_batches = math.ceil(len(x) / batch_size)
+        n_batches = math.ceil(len(y) / batch_size)
 
         for batch in range(n_batches):
             rows = slice(batch * batch_size, (batch + 1) * batch_size)
-            loss = self._train_step(x[rows], y.take(rows), lr, totals, epoch_number)
+            x = self._batch_features(order, rows)
+            loss = self._train_step(x, y.take(rows), lr, totals, epoch_number)
             if self.should_stop:
                 break
             progress = BatchProgress(epoch_number, batch + 1, n_batches, loss)
@@ -180,28 +210,71 @@ class Trainer:
             if self.should_stop:
                 break
         if self.should_stop:
-            # The unfinished epoch is dropped: keep the weights its history describes.
-            np.copyto(self.network.params, self._epoch_start_params)
+            self._rewind_epoch()
             return
 
         record = self._epoch_record(epoch_number, totals, lr)
         if not math.isfinite(record.get("val_loss", 0.0)):
             self._diverge(epoch_number, f"val_loss became {record['val_loss']}")
-            np.copyto(self.network.params, self._epoch_start_params)
+            self._rewind_epoch()
             return
         self.elapsed_seconds += time.perf_counter() - started
         record["epoch_seconds"] = time.perf_counter() - started
         self.history.append(record)
         self.epoch = epoch_number
+        self._in_epoch = False
         self._update_early_stopping(record)
         self.callback.on_epoch_end(self, record)
 
-    def _epoch_order(self) -> tuple[np.ndarray, Targets]:
-        """The training data in this epoch's order: one shuffled copy, sliced into batches."""
+    def _epoch_order(self) -> tuple[np.ndarray | None, Targets]:
+        """This epoch's row order, drawn from ``rng`` (None without shuffling), and the
+        training targets in that order."""
         if not self.spec.training.shuffle:
-            return self.data.x_train, self.data.y_train
+            return None, self.data.y_train
         order = self.rng.permutation(len(self.data.x_train))
-        return self.data.x_train[order], self.data.y_train.take(order)
+        return order, self.data.y_train.take(order)
+
+    def _batch_features(self, order: np.ndarray | None, rows: slice) -> np.ndarray:
+        """Return the features of the batch at ``rows`` of the epoch order.
+
+        Shuffled rows are gathered into ``_batch_buffer``, which the next call
+        overwrites. That copies as much per epoch as one shuffled copy of x would,
+        but into a small buffer that is still in cache for the batch's matmuls.
+        """
+        if order is None:
+            return self.data.x_train[rows]
+        index = order[rows]
+        x = self._batch_buffer[: len(index)]
+        # A permutation is always in range, and mode="clip" skips the bounds check
+        # for which the default mode="raise" first copies into a temporary buffer.
+        np.take(self.data.x_train, index, axis=0, out=x, mode="clip")
+        return x
+
+    def first_batch(self) -> tuple[np.ndarray, Targets, float]:
+        """Draw the next epoch's first batch and learning rate exactly as ``run`` would.
+
+        Returns x of shape (min(batch_size, n_train), n_features), its targets and
+        the epoch's lr. The epoch's shuffle order comes from ``rng``, so a trainer
+        that has drawn a batch here must not ``run`` afterwards: its shuffles would
+        differ from an untouched run's.
+        """
+        lr = learning_rate(
+            self.spec.schedule, self.spec.optimizer.lr, self.epoch, self.spec.training.epochs
+        )
+        order, y = self._epoch_order()
+        rows = slice(0, self.spec.training.batch_size)
+        # A copy, because a shuffled batch lives in a buffer that the next batch reuses.
+        return self._batch_features(order, rows).copy(), y.take(rows), lr
+
+    def _squared_norms(self, grads: np.ndarray) -> list[float]:
+        """Each layer's squared gradient norm. A float32 sum of squares overflows for norms
+        above about 1.8e19, so finite gradients whose sum overflowed are summed again in
+        float64; only a gradient that is itself non-finite gives an infinite norm."""
+        squared = [float(np.dot(grads[s], grads[s])) for _, s in self.layer_slices]
+        if not math.isfinite(sum(squared)) and np.isfinite(grads).all():
+            wide = grads.astype(np.float64)
+            squared = [float(np.dot(wide[s], wide[s])) for _, s in self.layer_slices]
+        return squared
 
     def _train_step(
         self, x: np.ndarray, y: Targets, lr: float, totals: _EpochTotals, epoch_number: int
@@ -215,7 +288,7 @@ class Trainer:
         # backward pass: dL/d(params) into network.grads
         network.backward(grad_outputs)
         grads = network.grads
-        squared_norms = [float(np.dot(grads[s], grads[s])) for _, s in self.layer_slices]
+        squared_norms = self._squared_norms(grads)
         total_norm = math.sqrt(sum(squared_norms))
         if not math.isfinite(loss):
             self._diverge(epoch_number, f"loss became {loss}")
@@ -355,24 +428,37 @@ class Trainer:
         )
 
     def state_dict(self) -> TrainingState:
-        """The full training state at the last epoch boundary."""
-        arrays, step_count = self.optimizer.state_dict()
-        named = {f"optimizer.{name}": value for name, value in arrays.items()}
-        named["params"] = self.network.params.copy()
+        """The full training state at the last epoch boundary, also when called mid-epoch.
+
+        Only the loop's own decision to stop early is kept; a stop requested from
+        outside (cancel, time limit, shutdown) is not, so a run resumed from this
+        state trains on.
+        """
+        if self._in_epoch:
+            params = self._epoch_start_params.copy()
+            arrays, step_count = self._epoch_start_optimizer
+            rng_state = self._epoch_start_rng
+        else:
+            params = self.network.params.copy()
+            arrays, step_count = self.optimizer.state_dict()
+            rng_state = self.rng.bit_generator.state
+        named = {f"optimizer.{name}": value.copy() for name, value in arrays.items()}
+        named["params"] = params
         if self.best_params is not None:
             named["best_params"] = self.best_params.copy()
+        stopped_early = self.stop_reason == "early_stopped"
         meta: dict[str, Any] = {
             "epoch": self.epoch,
             "optimizer_steps": step_count,
-            "rng": self.rng.bit_generator.state,
+            "rng": rng_state,
             "history": self.history,
             "elapsed_seconds": self.elapsed_seconds,
             "best_epoch": self.best_epoch,
             "best_value": self.best_value,
             "epochs_without_improvement": self.epochs_without_improvement,
-            "stop_reason": self.stop_reason if self.stop_reason != "completed" else None,
-            "stop_message": self.stop_message,
-            "stopped_epoch": self.stopped_epoch,
+            "stop_reason": self.stop_reason if stopped_early else None,
+            "stop_message": self.stop_message if stopped_early else None,
+            "stopped_epoch": self.stopped_epoch if stopped_early else None,
             "spec": self.spec.model_dump(mode="json"),
         }
         return TrainingState(named, meta)

@@ -426,3 +426,70 @@ def test_history_regression_keys():
     assert {"train_mae", "train_r2", "val_mae", "val_r2"} <= set(result.history[0])
     columns = result.history_columns()
     assert columns["epoch"] == [1]
+
+
+# Stops between and inside epochs -------------------------------------------------------
+
+
+class _StopAt(core.Callback):
+    """Request a stop at (epoch, batch), where batch None means at that epoch's end."""
+
+    def __init__(self, epoch, batch=None):
+        self.epoch, self.batch = epoch, batch
+        self.state = None
+
+    def on_batch_end(self, trainer, progress):
+        if (progress.epoch, progress.batch) == (self.epoch, self.batch):
+            trainer.request_stop("cancelled")
+            self.state = trainer.state_dict().to_bytes()
+
+    def on_epoch_end(self, trainer, record):
+        if self.batch is None and record["epoch"] == self.epoch:
+            trainer.request_stop("cancelled")
+
+
+def test_mid_epoch_stop_state_resumes_exactly():
+    """After a stop inside an epoch, state_dict is the last epoch boundary: resuming from
+    it ends with the same weights as a run that was never stopped."""
+    x, y = blobs(n_samples=64)
+    spec = mlp_spec(3, epochs=4)
+    uninterrupted = core.fit(spec, x, y)
+    stopper = _StopAt(epoch=3, batch=2)
+    core.fit(spec, x, y, callback=stopper)
+
+    state = core.TrainingState.from_bytes(stopper.state)
+    resumed = core.fit(spec, x, y, resume_from=state)
+
+    assert state.epoch == 2
+    for name, value in uninterrupted.params.items():
+        assert np.array_equal(resumed.params[name], value), name
+
+
+def test_stop_from_epoch_end_names_that_epoch():
+    """A stop requested in on_epoch_end reports the epoch that just finished."""
+    x, y = blobs(n_samples=64)
+
+    result = core.fit(mlp_spec(3, epochs=5), x, y, callback=_StopAt(epoch=2))
+
+    assert result.stopped_epoch == 2
+    assert result.epochs_completed == 2
+
+
+def test_float32_norm_overflow_is_not_divergence():
+    """A finite float32 gradient whose squared norm overflows float32 is clipped, not
+    reported as diverged."""
+    spec = {
+        "dataset": "test",
+        "model": {"layers": [{"type": "dense", "units": 1, "bias": False,
+                              "init": {"type": "zeros"}}]},
+        "loss": {"type": "squared_error", "reduction": "sum"},
+        "optimizer": {"type": "sgd", "lr": 0.001, "clip_grad_norm": 1.0},
+        "training": {"epochs": 1, "batch_size": 1, "shuffle": False},
+    }  # fmt: skip
+    # loss = 1e36 fits float32, but the gradient 2e19 squared (4e38) does not.
+    x, y = np.array([[10.0]]), np.array([1e18])
+
+    result = core.fit(spec, x, y, task="regression")
+
+    assert result.stop_reason == "completed"
+    assert result.params["dense_0.weight"][0, 0] == pytest.approx(0.001, rel=1e-5)
