@@ -89,9 +89,9 @@ class Job:
 
 
 class Client:
-    """Talks to one steep service.
+    """A connection to one steep service.
 
-    Connection errors and 502/503/504 answers are retried up to ``retries`` times
+    Connection errors and 502/503/504 responses are retried up to ``retries`` times
     with backoff. A submit is retried with the same ``Idempotency-Key``, so a retry
     after a lost response never creates a second job.
     """
@@ -148,7 +148,7 @@ class Client:
         return Job.from_json(self._request("GET", f"/v1/jobs/{job_id}").json())
 
     def history(self, job_id: str, *, after_epoch: int | None = None) -> dict[str, list[Any]]:
-        """The job's per-epoch history as columns (``{"epoch": [...], "train_loss": [...]}``)."""
+        """Fetch the per-epoch history as columns (``{"epoch": [...], "train_loss": [...]}``)."""
         params = {} if after_epoch is None else {"after_epoch": after_epoch}
         return dict(self._request("GET", f"/v1/jobs/{job_id}/history", params=params).json())
 
@@ -156,7 +156,7 @@ class Client:
         return Job.from_json(self._request("POST", f"/v1/jobs/{job_id}/cancel").json())
 
     def weights(self, job_id: str, *, format: str = "npz") -> bytes:
-        """The trained parameter file: NPZ bytes, or JSON text encoded as UTF-8."""
+        """Download the trained parameter file: NPZ bytes, or JSON text encoded as UTF-8."""
         params = {"format": format}
         return self._request("GET", f"/v1/jobs/{job_id}/weights", params=params).content
 
