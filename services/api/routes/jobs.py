@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Path, Query, Response
 from fastapi.responses import JSONResponse
 from sse_starlette import EventSourceResponse
 
-from services import jobs, predict
+from services import jobs, predict, trace
 from services.api.deps import EnqueueDep, SettingsDep, TenantDep
 from services.api.events import open_job_events
 from services.api.problems import problem_responses
@@ -221,14 +221,29 @@ def predict_job(
 
 @router.get(
     "/{job_id}/trace",
-    responses=problem_responses(404, 501),
+    response_model=dict[str, Any],
+    responses=problem_responses(404, 409, 422),
     summary="Decompose a job's first training step",
 )
-def get_trace(job_id: JobId, settings: SettingsDep, tenant: TenantDep) -> None:
-    jobs.get_job(settings, tenant, job_id)
-    raise NotImplementedError(
-        "the first-step trace is not supported yet; the engine has no step decomposition"
-    )
+def get_trace(
+    job_id: JobId,
+    settings: SettingsDep,
+    tenant: TenantDep,
+    max_values: Annotated[
+        int,
+        Query(
+            ge=1,
+            le=trace.MAX_VALUES_LIMIT,
+            description="Arrays with more entries than this come as a summary: shape, "
+            "mean, std, min, max and L2 norm.",
+        ),
+    ] = trace.DEFAULT_MAX_VALUES,
+) -> dict[str, Any]:
+    """Return the first step of the job's run: the first batch, the forward values per
+    layer, the loss, the gradients with respect to each layer's output and parameters,
+    and each parameter's value before and after the optimizer's update. The trace is
+    computed from the spec and dataset, so it is available before the job runs."""
+    return trace.get_trace(settings, tenant, job_id, max_values)
 
 
 @router.delete(

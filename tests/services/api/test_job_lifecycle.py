@@ -120,12 +120,3 @@ def test_predict_unknown_job_is_not_found(client: TestClient) -> None:
     response = client.post("/v1/jobs/unknown/predict", json={"inputs": [[1.0]]})
 
     assert_problem(response, 404)
-
-
-def test_trace_is_not_implemented(client: TestClient) -> None:
-    """The first-step trace is a 501 problem until the engine can decompose a step."""
-    job = submit(client, TEA_SPEC)
-
-    response = client.get(f"/v1/jobs/{job['id']}/trace")
-
-    assert "not supported yet" in assert_problem(response, 501)["detail"]
