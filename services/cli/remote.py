@@ -122,6 +122,6 @@ def submit(
         console.print(_metrics_table(job))
         if job.error:
             error_console.print(f"[red]{job.error.get('type')}: {job.error.get('message')}[/red]")
-        console.print(f"job page: {base_url}/v1/jobs/{job.id}")
+        console.print(f"job page: {base_url}/#/jobs/{job.id}")
     if wait and job.status != "succeeded":
         raise typer.Exit(EXIT_JOB_FAILED)
