@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from core.activations import sigmoid
+from core.encoding import Encoding
 from core.metrics import predict_classes
 from core.network import Network
 from core.preprocessing import Preprocessor
@@ -16,7 +17,11 @@ __all__ = ["Model"]
 
 
 class Model:
-    """Predicts from raw feature rows, applying the preprocessing fitted in training."""
+    """Predicts from feature rows, applying the preprocessing fitted in training.
+
+    ``encoding`` records the input columns when the training data had text columns;
+    ``encode`` turns raw rows (with text) into the feature rows ``predict`` takes.
+    """
 
     def __init__(
         self,
@@ -26,17 +31,44 @@ class Model:
         task: Task,
         classes: list[Any] | None,
         feature_names: list[str],
+        encoding: Encoding | None = None,
     ) -> None:
+        if encoding is not None and encoding.n_features != network.n_features:
+            raise ValueError(
+                f"the encoding makes {encoding.n_features} features, but the network "
+                f"takes {network.n_features}"
+            )
         self.spec = spec
         self.network = network
         self.preprocessor = preprocessor
         self.task = task
         self.classes = classes
         self.feature_names = feature_names
+        self.encoding = encoding
 
     @property
     def n_features(self) -> int:
         return self.network.n_features
+
+    @property
+    def input_encoding(self) -> Encoding:
+        """The input columns: ``encoding``, or one number column per feature name."""
+        if self.encoding is not None:
+            return self.encoding
+        return Encoding.numeric(self.feature_names)
+
+    def encode(self, rows: Any, name: str = "rows") -> np.ndarray:
+        """Encode raw rows into features of shape (n_samples, n_features) for ``predict``.
+
+        Each row is a list of values in the original column order or an object keyed
+        by column name; text columns take their category labels (see
+        ``core.encoding.Encoding.encode``).
+
+        Raises:
+            core.encoding.RowError: a row has the wrong length or keys, or a value is
+                of the wrong type or an unknown category.
+        """
+        return self.input_encoding.encode(rows, name)
 
     def _prepare(self, x: Any) -> np.ndarray:
         array = np.asarray(x, dtype=np.float64)

@@ -3,7 +3,10 @@
 Both formats hold the same content: every parameter by name (``dense_0.weight``,
 ``dense_0.bias``, ...), the fitted preprocessing arrays, and the metadata needed to
 rebuild the model (the format tag, the job spec, task, classes, feature names,
-n_features and dtype).
+n_features and dtype). A model trained on data with text columns also has
+``encoding``, the input columns with the categories of each text column (see
+``core.encoding``), so the loaded model's ``encode`` turns raw rows into features.
+Files without ``encoding`` load as before.
 
 NPZ layout: one array per parameter under its name, ``preprocessing.fill``,
 ``preprocessing.mean`` and ``preprocessing.scale`` when that step was fitted, and
@@ -30,6 +33,7 @@ from typing import Any, cast
 import numpy as np
 from pydantic import ValidationError
 
+from core.encoding import Encoding
 from core.model import Model
 from core.network import Network
 from core.preprocessing import Preprocessor
@@ -61,7 +65,7 @@ Source = str | os.PathLike[str] | bytes | bytearray | memoryview | Mapping[str, 
 def _meta(model: Model) -> dict[str, Any]:
     """Everything besides the arrays that ``load_model`` needs to rebuild the model."""
     classes = None if model.classes is None else [_json_label(label) for label in model.classes]
-    return {
+    meta = {
         "format": PARAMETERS_FORMAT,
         "spec": model.spec.model_dump(mode="json"),
         "task": model.task,
@@ -70,6 +74,9 @@ def _meta(model: Model) -> dict[str, Any]:
         "n_features": int(model.n_features),
         "dtype": model.network.dtype.name,
     }
+    if model.encoding is not None:
+        meta["encoding"] = model.encoding.to_dict()
+    return meta
 
 
 def _json_label(label: Any) -> str | int | float | bool:
@@ -280,6 +287,7 @@ class _Header:
     feature_names: list[str]
     n_features: int
     dtype: np.dtype
+    encoding: Encoding | None
 
 
 def _require(meta: Mapping[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:
@@ -332,7 +340,21 @@ def _read_meta(meta: Mapping[str, Any]) -> _Header:
         feature_names=feature_names,
         n_features=n_features,
         dtype=np.dtype(dtype_name),
+        encoding=_read_encoding(meta, feature_names),
     )
+
+
+def _read_encoding(meta: Mapping[str, Any], feature_names: list[str]) -> Encoding | None:
+    """Read the optional input encoding; its features must be the file's feature_names."""
+    if meta.get("encoding") is None:
+        return None
+    encoding = Encoding.from_dict(_require(meta, "encoding", dict))
+    if encoding.feature_names != feature_names:
+        raise ValueError(
+            "encoding does not match feature_names: it makes the features "
+            f"{encoding.feature_names[:10]}, but feature_names lists {feature_names[:10]}"
+        )
+    return encoding
 
 
 def _read_classes(meta: Mapping[str, Any], task: str) -> list[Any] | None:
@@ -366,6 +388,7 @@ def _build_model(
         header.task,
         header.classes,
         header.feature_names,
+        header.encoding,
     )
 
 

@@ -2,6 +2,10 @@
 
 Describing a dataset never loads an upload's arrays: the ``datasets`` row carries
 every field. A built-in dataset is loaded once per process to fill its fields.
+
+An upload's ``encoding`` column stores what the arrays alone do not: the input
+columns (``core.encoding.Encoding.to_dict``), the target's type (``"number"`` or
+``"text"``) and where the first missing feature value is.
 """
 
 from __future__ import annotations
@@ -12,14 +16,17 @@ import hashlib
 import json
 from datetime import UTC, datetime
 from functools import cache
+from typing import Any
 
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 import core
+from core.encoding import Encoding
+from core.spec import JobSpec
 from services.datasets import BUILTIN_PREFIX
 from services.errors import InvalidInput, NotFound
-from services.schemas import DatasetList, DatasetPublic
+from services.schemas import ColumnPublic, DatasetList, DatasetPublic, MissingValues
 from services.settings import Settings
 from services.store.db import session_scope
 from services.store.models import DatasetRow
@@ -27,6 +34,7 @@ from services.store.models import DatasetRow
 __all__ = [
     "BUILTIN_CREATED_AT",
     "builtin_dataset",
+    "check_dataset_fits",
     "describe_dataset",
     "get_dataset",
     "list_datasets",
@@ -64,10 +72,20 @@ def builtin_dataset(name: str) -> DatasetPublic:
         sha256=digest.hexdigest(),
         size_bytes=dataset.x.nbytes + dataset.y.nbytes,
         created_at=BUILTIN_CREATED_AT,
+        columns=_columns_public(Encoding.numeric(dataset.feature_names)),
+        target_names=["target"],
+        missing_values=None,
     )
 
 
-def _upload_public(row: DatasetRow) -> DatasetPublic:
+def upload_public(row: DatasetRow) -> DatasetPublic:
+    """Build the public view of an uploaded dataset's row."""
+    stored: dict[str, Any] = row.encoding or {}
+    if "columns" in stored:
+        encoding = Encoding.from_dict(stored)
+    else:
+        encoding = Encoding.numeric([str(name) for name in row.feature_names])
+    missing = stored.get("missing")
     return DatasetPublic(
         id=row.id,
         name=row.name,
@@ -81,7 +99,21 @@ def _upload_public(row: DatasetRow) -> DatasetPublic:
         sha256=row.sha256,
         size_bytes=row.size_bytes,
         created_at=row.created_at,
+        columns=_columns_public(encoding),
+        target_names=[str(name) for name in row.target_names],
+        missing_values=MissingValues(**missing) if missing else None,
     )
+
+
+def _columns_public(encoding: Encoding) -> list[ColumnPublic]:
+    return [
+        ColumnPublic(
+            name=column.name,
+            type="text" if column.is_text else "number",
+            categories=None if column.categories is None else list(column.categories),
+        )
+        for column in encoding.columns
+    ]
 
 
 def get_dataset(settings: Settings, tenant: str, dataset_id: str) -> DatasetPublic:
@@ -116,7 +148,7 @@ def describe_dataset(session: Session, tenant: str, dataset_id: str) -> DatasetP
         if dataset_id in core.BUILTIN_NAMES:
             hint = f"; built-in ids carry a prefix, did you mean {BUILTIN_PREFIX + dataset_id!r}?"
         raise NotFound(f"dataset {dataset_id!r} not found{hint}")
-    return _upload_public(row)
+    return upload_public(row)
 
 
 def list_datasets(
@@ -167,7 +199,7 @@ def _list_uploads(
                 and_(DatasetRow.created_at == created_at, DatasetRow.id > after["id"]),
             )
         )
-    return [_upload_public(row) for row in session.scalars(statement)]
+    return [upload_public(row) for row in session.scalars(statement)]
 
 
 def _encode_cursor(last: DatasetPublic) -> str:
@@ -203,3 +235,31 @@ def require_dataset(session: Session, tenant: str, dataset_id: str) -> DatasetPu
         return describe_dataset(session, tenant, dataset_id)
     except NotFound as error:
         raise InvalidInput(error.message, loc=("body", "dataset")) from error
+
+
+def check_dataset_fits(spec: JobSpec, dataset: DatasetPublic) -> None:
+    """Reject a spec its dataset cannot train, before the job is queued.
+
+    Raises:
+        InvalidInput: the dataset has missing feature values and the spec does not
+            set ``preprocessing.impute``, or the spec requests regression on text labels.
+    """
+    missing = dataset.missing_values
+    if missing is not None and spec.preprocessing.impute == "none":
+        where = f"line {missing.line} (row {missing.row})" if missing.line else f"row {missing.row}"
+        raise InvalidInput(
+            f"dataset {dataset.id!r} has {missing.count:,} missing feature "
+            f"{'value' if missing.count == 1 else 'values'}, the first at {where}, column "
+            f"{missing.column!r}; set preprocessing.impute to 'mean' or "
+            "'median' to fill them from the training split, or upload the data without gaps",
+            loc=("body", "preprocessing", "impute"),
+        )
+    text_labels = any(isinstance(label, str) for label in dataset.classes or [])
+    task = spec.resolved_task(dataset.task)
+    if dataset.source == "upload" and text_labels and task == "regression":
+        raise InvalidInput(
+            f"dataset {dataset.id!r} has text class labels such as "
+            f"{', '.join(repr(label) for label in (dataset.classes or [])[:3])}, so it cannot "
+            "train a regression; remove task, or use a classification loss",
+            loc=("body", "task") if spec.task is not None else ("body", "loss"),
+        )

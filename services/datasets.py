@@ -1,8 +1,14 @@
 """Load a job's training data: a built-in dataset by name, or an uploaded one from the database.
 
-Uploaded datasets are stored as a ``DatasetRow`` (names, classes, task) and a
-``DatasetBlob`` holding NPZ bytes with the arrays ``x`` and ``y``. The blob is
+Uploaded datasets are stored as a ``DatasetRow`` (names, classes, task, encoding)
+and a ``DatasetBlob`` holding NPZ bytes with the arrays ``x`` and ``y``. The blob is
 read with ``allow_pickle=False``, so a stored file can never run code.
+
+x is already encoded: text columns are one-hot. y contains class indices into the
+row's ``classes`` for a text target, and the target's own numbers for a numeric
+one (``encoding["target"]["type"] == "number"``), so a spec's ``task`` can train
+a regression on integer labels. Rows stored without that entry hold class indices
+whenever ``classes`` is set.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 import core
+from core.encoding import Encoding
 from services.errors import NotFound
 from services.store.models import DatasetBlob, DatasetRow
 
@@ -38,6 +45,8 @@ class TrainingData:
         task: "classification" or "regression".
         feature_names: one name per column of x.
         classes: class labels in index order, or None.
+        encoding: the input columns of raw rows, when the data had text columns;
+            a model trained on it needs it to encode raw rows (``core.Model.encoding``).
     """
 
     name: str
@@ -46,6 +55,7 @@ class TrainingData:
     task: Literal["classification", "regression"]
     feature_names: list[str]
     classes: list[Any] | None
+    encoding: Encoding | None = None
 
 
 def load_dataset(session: Session, tenant: str, dataset_id: str) -> TrainingData:
@@ -89,13 +99,18 @@ def _load_upload(session: Session, tenant: str, dataset_id: str) -> TrainingData
     x, y = _read_npz(dataset_id, blob.data)
     if row.task not in ("classification", "regression"):
         raise ValueError(f"dataset {dataset_id!r} has an invalid task {row.task!r}")
+    stored: dict[str, Any] = row.encoding or {}
+    encoding = Encoding.from_dict(stored) if "columns" in stored else None
+    numeric_target = stored.get("target", {}).get("type") == "number"
     return TrainingData(
         name=row.name,
         x=x,
         y=y,
         task=row.task,  # type: ignore[arg-type]  # checked on the line above
         feature_names=[str(name) for name in row.feature_names],
-        classes=_stored_classes(row.classes),
+        # The training loop finds the classes of numeric labels itself, in sorted order.
+        classes=None if numeric_target else _stored_classes(row.classes),
+        encoding=encoding if encoding is not None and encoding.has_text else None,
     )
 
 

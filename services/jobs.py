@@ -340,12 +340,14 @@ def check_spec(session: Session, settings: Settings, tenant: str, spec: JobSpec)
     """Check what the schema alone cannot, and return the model's parameter count.
 
     Raises:
-        InvalidInput: the dataset is unknown, or the last layer's units, the loss or the
-            early-stopping monitor do not fit the dataset. Also when the model has more
+        InvalidInput: the dataset is unknown, has missing values the spec does not
+            impute, or the last layer's units, the loss or the early-stopping monitor
+            do not fit the dataset. Also when the model has more
             than ``settings.max_parameters`` parameters, or ``training.epochs`` is above
             ``settings.max_history_points``.
     """
     dataset = catalog.require_dataset(session, tenant, spec.dataset)
+    catalog.check_dataset_fits(spec, dataset)
     task = spec.resolved_task(dataset.task)
     _check_outputs(session, tenant, spec, dataset, task)
     _check_monitor(spec, task)

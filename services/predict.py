@@ -3,6 +3,11 @@
 Loaded models are kept in a small in-process LRU cache keyed by the job's id and
 row version (final weights) or by the checkpoint's epoch and attempt, so repeated
 predictions do not parse the parameter file again.
+
+Predictions take raw rows: lists in the dataset's column order or objects keyed by
+column name, with text for text columns. A model trained on text columns needs
+their categories (``core.Model.encoding``). When the stored parameter file has none,
+they are taken from the job's dataset, and a downloaded NPZ or JSON file carries them.
 """
 
 from __future__ import annotations
@@ -12,16 +17,18 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 from sqlalchemy.orm import Session
 
 import core
 from core.data import prepare_data
+from core.encoding import Encoding, RowError
 from core.model import Model
 from core.network import Network
 from core.paramfile import load_model, to_json_dict, to_npz_bytes
+from services import catalog
 from services.datasets import load_dataset
 from services.errors import Conflict, InvalidInput, NotFound
 from services.jobs import require_job
@@ -29,13 +36,15 @@ from services.schemas import PredictRequest, PredictResponse
 from services.settings import Settings
 from services.store import jobs as job_store
 from services.store.db import session_scope
-from services.store.models import Checkpoint, Job
+from services.store.models import Checkpoint, DatasetRow, Job
 
 __all__ = ["ParameterFile", "get_parameter_file", "predict"]
 
 FileFormat = Literal["npz", "json"]
 
 MODEL_CACHE_SIZE = 16
+
+_Loaded = TypeVar("_Loaded")
 
 
 @dataclass(frozen=True)
@@ -52,14 +61,15 @@ class _ModelCache:
 
     def __init__(self, max_size: int) -> None:
         self.max_size = max_size
-        self._models: OrderedDict[Hashable, Model] = OrderedDict()
+        self._models: OrderedDict[Hashable, Any] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get_or_load(self, key: Hashable, load: Callable[[], Model]) -> Model:
+    def get_or_load(self, key: Hashable, load: Callable[[], _Loaded]) -> _Loaded:
         with self._lock:
             if key in self._models:
                 self._models.move_to_end(key)
-                return self._models[key]
+                cached: _Loaded = self._models[key]
+                return cached
         # Loading runs outside the lock; two threads may both load the same model once.
         model = load()
         with self._lock:
@@ -97,9 +107,10 @@ def get_parameter_file(
         job = require_job(session, tenant, job_id)
         weights = job_store.get_weights(session, job.id)
         if weights is not None:
-            if file_format == "npz":
+            loaded = _final_model(session, job, weights)
+            if file_format == "npz" and not loaded.encoding_added:
                 return ParameterFile(weights, "application/octet-stream", f"{job.id}.npz")
-            model = _final_model(job, weights)
+            model = loaded.model
         elif checkpoint == "latest":
             model = _checkpoint_model(session, tenant, job)
         else:
@@ -110,8 +121,47 @@ def get_parameter_file(
     return ParameterFile(content, "application/json", f"{job.id}.json")
 
 
-def _final_model(job: Job, weights: bytes) -> Model:
-    return _cache.get_or_load(("weights", job.id, job.version), lambda: load_model(weights))
+@dataclass(frozen=True)
+class _LoadedModel:
+    """A model from stored weights, and whether its encoding came from the dataset."""
+
+    model: Model
+    encoding_added: bool
+
+
+def _final_model(session: Session, job: Job, weights: bytes) -> _LoadedModel:
+    key = ("weights", job.id, job.version)
+    return _cache.get_or_load(key, lambda: _load_final_model(session, job, weights))
+
+
+def _load_final_model(session: Session, job: Job, weights: bytes) -> _LoadedModel:
+    model = load_model(weights)
+    if model.encoding is not None:
+        return _LoadedModel(model, encoding_added=False)
+    # NOTE: weights written without an encoding get it from the job's dataset. Once that
+    # dataset is deleted, such a model predicts only from encoded (one-hot) feature rows.
+    encoding = _dataset_encoding(session, job)
+    if encoding is None or not encoding.has_text or encoding.n_features != model.n_features:
+        return _LoadedModel(model, encoding_added=False)
+    model.encoding = encoding
+    return _LoadedModel(model, encoding_added=True)
+
+
+def _dataset_encoding(session: Session, job: Job) -> Encoding | None:
+    """Return the input columns of the job's dataset, or None when it no longer exists."""
+    if job.dataset.startswith(catalog.BUILTIN_PREFIX):
+        try:
+            names = catalog.describe_dataset(session, job.tenant, job.dataset).feature_names
+        except NotFound:
+            return None
+        return Encoding.numeric(names)
+    row = session.get(DatasetRow, job.dataset)
+    if row is None or row.tenant != job.tenant:
+        return None
+    stored: dict[str, Any] = row.encoding or {}
+    if "columns" in stored:
+        return Encoding.from_dict(stored)
+    return Encoding.numeric([str(name) for name in row.feature_names])
 
 
 def _no_weights_message(job: Job, hint_checkpoint: bool) -> str:
@@ -163,7 +213,13 @@ def _model_from_checkpoint(
     params = core.TrainingState.from_bytes(checkpoint.data).arrays["params"]
     network.params[:] = params.astype(network.dtype, copy=False)
     return Model(
-        spec, network, prepared.preprocessor, task, prepared.classes, prepared.feature_names
+        spec,
+        network,
+        prepared.preprocessor,
+        task,
+        prepared.classes,
+        prepared.feature_names,
+        data.encoding,
     )
 
 
@@ -173,22 +229,28 @@ def _model_from_checkpoint(
 def predict(
     settings: Settings, tenant: str, job_id: str, request: PredictRequest
 ) -> PredictResponse:
-    """Run the job's final model on ``request.inputs``.
+    """Run the job's final model on the raw rows ``request.inputs``.
 
     Raises:
         NotFound: no job of ``tenant`` has that id.
         Conflict: the job has no weights yet.
-        InvalidInput: a row has the wrong number of values, or contains a missing value
-            that the model cannot impute.
+        InvalidInput: a row has the wrong number of values or the wrong keys, a value
+            has the wrong type or is an unknown category, or a value is missing and
+            the model cannot impute it. Malformed rows are reported before a missing
+            model is, as a schema error would be.
     """
     with session_scope(settings.resolved_database_url, write=False) as session:
         job = require_job(session, tenant, job_id)
         weights = job_store.get_weights(session, job.id)
         if weights is None:
+            encoding = _dataset_encoding(session, job)
+            if encoding is not None:
+                _encode(encoding, request.inputs)
             raise Conflict(_no_weights_message(job, hint_checkpoint=False))
-        model = _final_model(job, weights)
+        model = _final_model(session, job, weights).model
 
-    x = _input_array(request.inputs, model.n_features)
+    x = _encode(model.input_encoding, request.inputs)
+    _check_missing(model, x, request.inputs)
     try:
         outputs = model.predict_outputs(x)
         predictions = model.predict(x)
@@ -200,17 +262,34 @@ def predict(
     )
 
 
-def _input_array(rows: list[list[float | None]], n_features: int) -> np.ndarray:
+def _encode(encoding: Encoding, rows: list[Any]) -> np.ndarray:
     """Return rows as float64 of shape (n_samples, n_features), with NaN for null."""
-    for index, row in enumerate(rows):
-        if len(row) != n_features:
-            raise InvalidInput(
-                f"inputs[{index}] has {len(row)} values, but the model expects rows of "
-                f"n_features={n_features} values",
-                loc=("body", "inputs", index),
-            )
-    return np.array(
-        [[np.nan if value is None else value for value in row] for row in rows], dtype=np.float64
+    try:
+        return encoding.encode(rows, name="inputs")
+    except RowError as error:
+        loc: tuple[str | int, ...] = ("body", "inputs", error.row)
+        if error.field is not None:
+            loc += (error.field,)
+        raise InvalidInput(error.message, loc=loc) from error
+
+
+def _check_missing(model: Model, x: np.ndarray, rows: list[Any]) -> None:
+    """Name the first missing value when the model was trained without imputation."""
+    if model.preprocessor.fill is not None:
+        return
+    missing = np.argwhere(np.isnan(x))
+    if not len(missing):
+        return
+    row, feature = (int(index) for index in missing[0])
+    encoding = model.input_encoding
+    column = encoding.column_of_feature(feature)
+    field: int | str = (
+        column if isinstance(rows[row], dict) else encoding.column_names.index(column)
+    )
+    raise InvalidInput(
+        f"inputs[{row}][{field!r}] (column {column!r}) is missing, but this model was trained "
+        "without preprocessing.impute, so every value is required",
+        loc=("body", "inputs", row, field),
     )
 
 

@@ -15,6 +15,7 @@ from core.spec import JobSpec
 __all__ = [
     "TERMINAL_STATUSES",
     "Best",
+    "ColumnPublic",
     "DatasetList",
     "DatasetPublic",
     "HistoryColumns",
@@ -24,6 +25,7 @@ __all__ = [
     "JobList",
     "JobPublic",
     "JobStatus",
+    "MissingValues",
     "PredictRequest",
     "PredictResponse",
     "Problem",
@@ -117,14 +119,19 @@ class HistoryColumns(RootModel[dict[str, list[int | float | None]]]):
     """
 
 
+RawValue = float | str | None
+
+
 class PredictRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    inputs: list[list[float | None]] = Field(
+    inputs: list[list[RawValue] | dict[str, RawValue]] = Field(
         min_length=1,
         max_length=MAX_PREDICT_ROWS,
-        description="Feature rows, shape (n_samples, n_features); null marks a missing "
-        "value, which only models trained with preprocessing.impute accept.",
+        description="Rows of raw values, each a list in the dataset's column order or an "
+        "object keyed by column name. A text column takes one of its categories; an "
+        "unknown category is a 422 that lists the known ones. null marks a missing value, "
+        "which only models trained with preprocessing.impute accept.",
     )
 
 
@@ -137,19 +144,45 @@ class PredictResponse(BaseModel):
     )
 
 
+class ColumnPublic(BaseModel):
+    """An input column as raw rows give it, before text columns are one-hot encoded."""
+
+    name: str
+    type: Literal["number", "text"]
+    categories: list[str] | None = Field(
+        description="A text column's categories, each one feature named column=category."
+    )
+
+
+class MissingValues(BaseModel):
+    count: int = Field(description="Feature values that are missing, over all rows.")
+    row: int = Field(description="0-based index of the first row with a missing value.")
+    line: int | None = Field(description="That row's line in the uploaded CSV; null otherwise.")
+    column: str = Field(description="The first column missing a value in that row.")
+
+
 class DatasetPublic(BaseModel):
     id: str
     name: str
     source: Literal["builtin", "upload"]
-    task: Literal["classification", "regression"]
+    task: Literal["classification", "regression"] = Field(
+        description="Inferred from the target; a job spec's task overrides it."
+    )
     n_samples: int
-    n_features: int
+    n_features: int = Field(description="Network inputs: one per number column and category.")
     n_outputs: int
-    feature_names: list[str]
+    feature_names: list[str] = Field(description="One name per network input.")
     classes: list[Any] | None
     sha256: str
     size_bytes: int
     created_at: datetime
+    columns: list[ColumnPublic] = Field(
+        description="The input columns of raw rows, in order, as predict takes them."
+    )
+    target_names: list[str]
+    missing_values: MissingValues | None = Field(
+        description="Where feature values are missing; jobs need preprocessing.impute then."
+    )
 
 
 class DatasetList(BaseModel):

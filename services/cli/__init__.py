@@ -10,7 +10,7 @@ that the user must fix.
 
 import typer
 
-from services.cli import local, remote, service
+from services.cli import datasets, local, remote, service
 
 app = typer.Typer(
     name="steep",
@@ -21,6 +21,7 @@ app = typer.Typer(
 app.add_typer(local.app)
 app.add_typer(remote.app)
 app.add_typer(service.app)
+app.add_typer(datasets.app, name="datasets")
 
 
 def main() -> None:

@@ -1,0 +1,150 @@
+"""``steep datasets``: upload and list datasets on a running steep service."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from services.client import Client, SteepError
+from services.settings import get_settings
+
+app = typer.Typer(
+    name="datasets",
+    help="Upload and list datasets on a running steep service.",
+    no_args_is_help=True,
+)
+console = Console()
+error_console = Console(stderr=True)
+
+UrlOption = Annotated[
+    str | None,
+    typer.Option("--url", help="Base URL of the steep service. Default: from the settings."),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+
+EXIT_BAD_INPUT = 2
+EXIT_UNREACHABLE = 3
+_LIST_PAGE_SIZE = 500
+
+
+@app.command()
+def upload(
+    path: Annotated[
+        Path, typer.Argument(help="The data file: .csv, .npz or .json.", metavar="FILE")
+    ],
+    target: Annotated[
+        str | None,
+        typer.Option(
+            "--target",
+            help="CSV only: the target column, or comma-separated columns. "
+            "Default: the last column.",
+        ),
+    ] = None,
+    name: Annotated[
+        str | None,
+        typer.Option("--name", help="Name to show. Default: the file name without suffix."),
+    ] = None,
+    url: UrlOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Upload a data file and print the dataset's id, task and columns.
+
+    Exit codes: 0 uploaded (or already uploaded), 2 the file was rejected or cannot be
+    read, 3 the service could not be reached.
+    """
+    if not path.is_file():
+        error_console.print(
+            f"[red]Cannot read {escape(str(path))}: no such file[/red]", soft_wrap=True
+        )
+        raise typer.Exit(EXIT_BAD_INPUT)
+    base_url = url or get_settings().base_url
+    with Client(base_url) as client:
+        dataset = _call(base_url, lambda: client.upload_dataset(path, name=name, target=target))
+    if as_json:
+        console.print_json(json.dumps(dataset))
+        return
+    console.print(f"dataset [bold]{dataset['id']}[/bold] ({escape(repr(dataset['name']))})")
+    console.print(_summary(dataset), highlight=False, markup=False)
+    console.print(f'use it in a job spec as "dataset": "{dataset["id"]}"', markup=False)
+
+
+@app.command("ls")
+def list_datasets(url: UrlOption = None, as_json: JsonOption = False) -> None:
+    """List the built-in datasets and your uploads.
+
+    Exit codes: 0 listed, 3 the service could not be reached.
+    """
+    base_url = url or get_settings().base_url
+    items: list[dict[str, Any]] = []
+    with Client(base_url) as client:
+        cursor = None
+        while True:
+            page = _call(
+                base_url, partial(client.list_datasets, limit=_LIST_PAGE_SIZE, cursor=cursor)
+            )
+            items += page["items"]
+            cursor = page.get("next_cursor")
+            if not cursor:
+                break
+    if as_json:
+        console.print_json(json.dumps(items))
+        return
+    table = Table(title=f"datasets on {base_url}")
+    for column in ("id", "name", "task", "samples", "features", "outputs", "created"):
+        table.add_column(column, justify="right" if column in ("samples", "features") else "left")
+    for item in items:
+        table.add_row(
+            escape(item["id"]),
+            escape(item["name"]),
+            item["task"],
+            str(item["n_samples"]),
+            str(item["n_features"]),
+            str(item["n_outputs"]),
+            item["created_at"][:19],
+        )
+    console.print(table)
+
+
+def _call(base_url: str, request: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Run one client call; print an error and exit with the matching code if it fails."""
+    try:
+        result = request()
+    except SteepError as error:
+        error_console.print(f"[red]{escape(str(error))}[/red]", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_BAD_INPUT if error.status < 500 else EXIT_UNREACHABLE) from error
+    except httpx.TransportError as error:
+        error_console.print(
+            f"[red]Cannot reach steep at {base_url}: {escape(str(error))}[/red]", soft_wrap=True
+        )
+        raise typer.Exit(EXIT_UNREACHABLE) from error
+    return result
+
+
+def _summary(dataset: dict[str, Any]) -> str:
+    lines = [
+        f"  task {dataset['task']}, {dataset['n_samples']} samples, "
+        f"{dataset['n_features']} features, {dataset['n_outputs']} outputs",
+        f"  target {', '.join(dataset.get('target_names') or [])}",
+    ]
+    if dataset.get("classes") is not None:
+        lines.append(f"  classes {', '.join(map(str, dataset['classes'][:20]))}")
+    for column in dataset.get("columns") or []:
+        if column["type"] == "text":
+            categories = column["categories"]
+            lines.append(f"  text column {column['name']}: {len(categories)} categories")
+    missing = dataset.get("missing_values")
+    if missing:
+        lines.append(
+            f"  {missing['count']} missing values (first: row {missing['row']}, column "
+            f"{missing['column']}); jobs need preprocessing.impute"
+        )
+    return "\n".join(lines)
