@@ -58,15 +58,39 @@ class Settings(BaseSettings):
     max_job_seconds: float | None = Field(
         None, gt=0, description="Server-wide cap on a job's training time."
     )
+    shutdown_wait_seconds: float = Field(
+        10.0,
+        ge=0,
+        description="After SIGTERM, how long a worker lets the current epoch run so that it "
+        "can checkpoint that epoch before handing the job back; past this it stops at once "
+        "and the job resumes from its last stored checkpoint.",
+    )
+    broker_visibility_timeout_seconds: float | None = Field(
+        None,
+        gt=0,
+        description="Redis only: seconds before a fetched but unacknowledged message is "
+        "delivered again. Default: kombu's (one hour).",
+    )
 
     max_upload_bytes: int = Field(
         100 * 2**20, gt=0, description="Largest dataset upload, in bytes."
     )
     max_parameters: int = Field(20_000_000, gt=0, description="Largest model, in parameters.")
     max_history_points: int = Field(100_000, gt=0, description="Most epochs a job may train.")
+    max_sweep_trials: int = Field(
+        1000, gt=0, description="Most trials one sweep may have; a larger sweep is a 422."
+    )
 
     log_level: str = Field("INFO", description="Logging level for steep's processes.")
     log_json: bool = Field(False, description="Write logs as JSON lines.")
+
+    fault_exit_at_epoch: int | None = Field(
+        None,
+        ge=0,
+        description="For tests only: a worker process that trains a job ends itself with "
+        "os._exit(1) once the job has completed this many epochs (0: right after the claim, "
+        "before the first lease renewal). Never set it in a deployment.",
+    )
 
     @property
     def resolved_database_url(self) -> str:

@@ -47,8 +47,10 @@ API_FACTORY = "services.api.app:create_app"
 PID_FILE = "serve.pid"
 LOG_FILE = "serve.log"
 # A worker that has not stopped this long after SIGTERM is killed; its job's lease
-# then expires and the reaper requeues the job.
+# then expires and the reaper requeues the job. The wait is longer when the
+# shutdown_wait_seconds setting lets a worker finish its epoch for longer.
 WORKER_STOP_SECONDS = 60.0
+WORKER_STOP_MARGIN_SECONDS = 30.0
 API_START_SECONDS = 30.0
 SERVE_STOP_SECONDS = 90.0
 
@@ -290,13 +292,14 @@ class _ServiceGroup:
     def _stop_worker(self) -> None:
         if self.worker is None or self.worker.poll() is not None:
             return
+        stop_seconds = max(
+            WORKER_STOP_SECONDS, self.settings.shutdown_wait_seconds + WORKER_STOP_MARGIN_SECONDS
+        )
         self.worker.send_signal(signal.SIGTERM)
         try:
-            self.worker.wait(WORKER_STOP_SECONDS)
+            self.worker.wait(stop_seconds)
         except subprocess.TimeoutExpired:
-            stderr_console.print(
-                f"the worker did not stop within {WORKER_STOP_SECONDS:.0f} s; killing it"
-            )
+            stderr_console.print(f"the worker did not stop within {stop_seconds:.0f} s; killing it")
             self.worker.kill()
             self.worker.wait()
 

@@ -16,12 +16,14 @@ deployment need clocks that agree to well within ``lease_seconds`` (NTP does thi
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -45,13 +47,18 @@ __all__ = [
     "finish",
     "flush",
     "read_checkpoint",
+    "read_status",
     "reap_expired_leases",
     "release",
+    "renew_lease",
     "resend_stale_queued",
 ]
 
 # How many expired leases one reaper pass handles; the next pass takes the rest.
 REAP_BATCH_SIZE = 100
+# The maximum wait between two messages of a job left queued, as a multiple of
+# requeue_after_seconds.
+RESEND_MAX_FACTOR = 16
 
 
 @dataclass(frozen=True)
@@ -69,6 +76,9 @@ class Claim:
     cancel_requested: bool
     lease_seconds: float
     database_url: str | None
+    # time.monotonic() when the lease's deadline was computed: the deadline on the
+    # row is lease_seconds after it, by this process's clock.
+    lease_started: float
 
 
 @dataclass(frozen=True)
@@ -89,6 +99,8 @@ class FlushResult:
 
     ok: bool
     cancel_requested: bool
+    # time.monotonic() when the renewed deadline was computed; None when not ok.
+    renewed_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -114,33 +126,9 @@ def claim(
     rows after epoch k, written by the attempt that died, are deleted in the same
     transaction so that every epoch is recorded exactly once.
     """
-    now = utcnow()
-    checkpoint_epoch = select(Checkpoint.epoch).where(Checkpoint.job_id == job_id).scalar_subquery()
-    statement = (
-        update(Job)
-        .where(Job.id == job_id, Job.status == "queued")
-        .values(
-            status="running",
-            attempt=Job.attempt + 1,
-            worker_id=worker_id,
-            lease_expires_at=now + timedelta(seconds=lease_seconds),
-            started_at=func.coalesce(Job.started_at, _timestamp(now)),
-            epoch=func.coalesce(checkpoint_epoch, 0),
-            eta_seconds=None,
-            version=Job.version + 1,
-            updated_at=now,
-        )
-        .returning(
-            Job.attempt,
-            Job.tenant,
-            Job.dataset,
-            Job.spec,
-            Job.epochs,
-            Job.epoch,
-            Job.cancel_requested,
-        )
-    )
-    with session_scope(database_url, write=True) as session:
+    with _worker_transaction(database_url, lease_seconds) as session:
+        now, lease_started = utcnow(), time.monotonic()
+        statement = _claim_statement(job_id, worker_id, lease_seconds, now)
         row = session.execute(statement, execution_options={"synchronize_session": False}).first()
         if row is None:
             return None
@@ -164,6 +152,35 @@ def claim(
         cancel_requested=bool(row.cancel_requested),
         lease_seconds=lease_seconds,
         database_url=database_url,
+        lease_started=lease_started,
+    )
+
+
+def _claim_statement(job_id: str, worker_id: str, lease_seconds: float, now: datetime) -> Any:
+    checkpoint_epoch = select(Checkpoint.epoch).where(Checkpoint.job_id == job_id).scalar_subquery()
+    return (
+        update(Job)
+        .where(Job.id == job_id, Job.status == "queued")
+        .values(
+            status="running",
+            attempt=Job.attempt + 1,
+            worker_id=worker_id,
+            lease_expires_at=now + timedelta(seconds=lease_seconds),
+            started_at=func.coalesce(Job.started_at, _timestamp(now)),
+            epoch=func.coalesce(checkpoint_epoch, 0),
+            eta_seconds=None,
+            version=Job.version + 1,
+            updated_at=now,
+        )
+        .returning(
+            Job.attempt,
+            Job.tenant,
+            Job.dataset,
+            Job.spec,
+            Job.epochs,
+            Job.epoch,
+            Job.cancel_requested,
+        )
     )
 
 
@@ -191,7 +208,23 @@ def read_checkpoint(claim: Claim) -> bytes | None:
         return session.scalar(select(Checkpoint.data).where(Checkpoint.job_id == claim.job_id))
 
 
+def read_status(claim: Claim) -> tuple[str, int] | None:
+    """Return the job's ``(status, attempt)``, or None when the job no longer exists.
+
+    A worker reads it after a write whose commit may have succeeded although the
+    connection failed, to tell its own committed write from a newer attempt's.
+    """
+    with session_scope(claim.database_url, write=False) as session:
+        row = session.execute(select(Job.status, Job.attempt).where(Job.id == claim.job_id)).first()
+    return None if row is None else (str(row.status), int(row.attempt))
+
+
 # Flush, finish, release -----------------------------------------------------------
+
+
+def renew_lease(claim: Claim) -> FlushResult:
+    """Extend the lease by ``lease_seconds`` from now and read the cancel flag; fenced."""
+    return flush(claim, ())
 
 
 def flush(
@@ -208,12 +241,11 @@ def flush(
     """
     if checkpoint is not None and progress is None:
         raise ValueError("a checkpoint needs the progress it was taken at")
-    now = utcnow()
-    values: dict[str, Any] = {"lease_expires_at": now + timedelta(seconds=claim.lease_seconds)}
-    if progress is not None:
-        values.update(_progress_values(progress), version=Job.version + 1, updated_at=now)
-
-    with session_scope(claim.database_url, write=True) as session:
+    with _worker_transaction(claim.database_url, claim.lease_seconds) as session:
+        now, renewed_at = utcnow(), time.monotonic()
+        values: dict[str, Any] = {"lease_expires_at": now + timedelta(seconds=claim.lease_seconds)}
+        if progress is not None:
+            values.update(_progress_values(progress), version=Job.version + 1, updated_at=now)
         row = session.execute(
             update(Job).where(*_fence(claim)).values(**values).returning(Job.cancel_requested),
             execution_options={"synchronize_session": False},
@@ -223,19 +255,8 @@ def flush(
         _insert_history(session, claim, history)
         if checkpoint is not None:
             assert progress is not None
-            _upsert(
-                session,
-                Checkpoint,
-                {
-                    "job_id": claim.job_id,
-                    "epoch": progress.epoch,
-                    "attempt": claim.attempt,
-                    "data": checkpoint,
-                    "created_at": now,
-                },
-                key="job_id",
-            )
-    return FlushResult(ok=True, cancel_requested=bool(row.cancel_requested))
+            _store_checkpoint(session, claim, progress.epoch, checkpoint, now)
+    return FlushResult(ok=True, cancel_requested=bool(row.cancel_requested), renewed_at=renewed_at)
 
 
 def finish(
@@ -270,7 +291,7 @@ def finish(
     if progress is not None:
         values.update(_progress_values(progress))
 
-    with session_scope(claim.database_url, write=True) as session:
+    with _worker_transaction(claim.database_url, claim.lease_seconds) as session:
         row = session.execute(
             update(Job).where(*_fence(claim)).values(**values).returning(Job.id),
             execution_options={"synchronize_session": False},
@@ -291,31 +312,46 @@ def finish(
     return True
 
 
-def release(claim: Claim, reason: str) -> bool:
+def release(
+    claim: Claim,
+    reason: str,
+    *,
+    history: Sequence[Mapping[str, float]] = (),
+    progress: Progress | None = None,
+    checkpoint: bytes | None = None,
+) -> bool:
     """Put a running job back in the queue (a worker shutting down); False if not owned.
 
-    The next attempt resumes from the stored checkpoint. The caller sends the new
-    message after this returns, because the row must be committed first.
+    ``history``, ``progress`` and ``checkpoint`` are written in the same transaction,
+    as in ``flush``. The next attempt resumes from the stored checkpoint. The caller
+    sends the new message after this returns, because the row must be committed first.
     """
+    if checkpoint is not None and progress is None:
+        raise ValueError("a checkpoint needs the progress it was taken at")
     now = utcnow()
-    with session_scope(claim.database_url, write=True) as session:
+    values: dict[str, Any] = {
+        "status": "queued",
+        "worker_id": None,
+        "lease_expires_at": None,
+        "enqueued_at": now,
+        "version": Job.version + 1,
+        "updated_at": now,
+    }
+    if progress is not None:
+        values.update(_progress_values(progress))
+    values["eta_seconds"] = None
+
+    with _worker_transaction(claim.database_url, claim.lease_seconds) as session:
         row = session.execute(
-            update(Job)
-            .where(*_fence(claim))
-            .values(
-                status="queued",
-                worker_id=None,
-                lease_expires_at=None,
-                enqueued_at=now,
-                eta_seconds=None,
-                version=Job.version + 1,
-                updated_at=now,
-            )
-            .returning(Job.id),
+            update(Job).where(*_fence(claim)).values(**values).returning(Job.id),
             execution_options={"synchronize_session": False},
         ).first()
         if row is None:
             return False
+        _insert_history(session, claim, history)
+        if checkpoint is not None:
+            assert progress is not None
+            _store_checkpoint(session, claim, progress.epoch, checkpoint, now)
         _add_transition(
             session, claim.job_id, "queued", claim.attempt, claim.worker_id, reason, now
         )
@@ -335,11 +371,14 @@ def reap_expired_leases(max_attempts: int, *, database_url: str | None = None) -
     now = utcnow()
     reaped: list[ReapedJob] = []
     with session_scope(database_url, write=True) as session:
+        # SKIP LOCKED (PostgreSQL; SQLite has no row locks): a row that a stalled
+        # transaction holds is left for a later pass instead of blocking this one.
         expired = session.execute(
             select(Job.id, Job.attempt, Job.worker_id, Job.cancel_requested)
             .where(Job.status == "running", Job.lease_expires_at < now)
             .order_by(Job.lease_expires_at)
             .limit(REAP_BATCH_SIZE)
+            .with_for_update(skip_locked=True)
         ).all()
         for job in expired:
             status, values = _reaped_values(
@@ -394,28 +433,88 @@ def _reaped_values(
     return "queued", {"status": "queued", "enqueued_at": now, "eta_seconds": None}
 
 
-def resend_stale_queued(older_than_seconds: float, *, database_url: str | None = None) -> list[str]:
-    """Mark queued jobs unclaimed for ``older_than_seconds`` as sent now; return their ids.
+def resend_stale_queued(
+    requeue_after_seconds: float, *, database_url: str | None = None
+) -> list[str]:
+    """Mark queued jobs whose message is due again as sent now; return their ids.
 
-    The caller sends each returned job's message again, since the first one may be lost.
+    The caller sends each returned job's message again, since the last one may be
+    lost. A job is due ``requeue_after_seconds`` after it became queued, and then
+    after twice as long as it had waited before its last message, but at most
+    ``RESEND_MAX_FACTOR`` times ``requeue_after_seconds``. So a job that waits
+    behind a long backlog gets a few extra messages, not one per interval.
     """
     now = utcnow()
-    cutoff = now - timedelta(seconds=older_than_seconds)
-    statement = (
-        update(Job)
-        .where(
-            Job.status == "queued",
-            func.coalesce(Job.enqueued_at, Job.created_at) < _timestamp(cutoff),
+    cutoff = now - timedelta(seconds=requeue_after_seconds)
+    queued_since = (
+        select(func.max(Transition.at))
+        .where(Transition.job_id == Job.id, Transition.status == "queued")
+        .correlate(Job)
+        .scalar_subquery()
+    )
+    sent_at = func.coalesce(Job.enqueued_at, Job.created_at, type_=UTCDateTime())
+    candidates = (
+        select(
+            Job.id,
+            sent_at.label("sent_at"),
+            func.coalesce(queued_since, Job.created_at, type_=UTCDateTime()).label("queued_at"),
         )
-        .values(enqueued_at=now)
-        .returning(Job.id)
+        .where(Job.status == "queued", sent_at < _timestamp(cutoff))
+        .with_for_update(skip_locked=True, of=Job)
     )
     with session_scope(database_url, write=True) as session:
-        rows = session.execute(statement, execution_options={"synchronize_session": False})
-        return [row.id for row in rows]
+        due = [
+            row.id
+            for row in session.execute(candidates)
+            if _resend_due(row.sent_at, row.queued_at, now, requeue_after_seconds)
+        ]
+        if due:
+            session.execute(
+                update(Job).where(Job.id.in_(due), Job.status == "queued").values(enqueued_at=now),
+                execution_options={"synchronize_session": False},
+            )
+    return due
+
+
+def _resend_due(
+    sent_at: datetime, queued_at: datetime, now: datetime, requeue_after_seconds: float
+) -> bool:
+    waited_before_sending = (sent_at - queued_at).total_seconds()
+    interval = min(
+        max(requeue_after_seconds, 2 * waited_before_sending),
+        RESEND_MAX_FACTOR * requeue_after_seconds,
+    )
+    return (now - sent_at).total_seconds() >= interval
 
 
 # Helpers -------------------------------------------------------------------------------
+
+
+@contextmanager
+def _worker_transaction(database_url: str | None, lease_seconds: float) -> Iterator[Session]:
+    """Open a worker's write transaction, which the server ends if the worker stalls in it.
+
+    A worker paused inside a transaction (SIGSTOP, a frozen VM) would keep the job
+    row locked, and the reaper, the next claim and cancels would wait for it. So
+    PostgreSQL ends a session that stays idle in this transaction for
+    ``lease_seconds``, by when the lease has run out anyway.
+
+    The session is connected (on SQLite: holds the write lock) when the block
+    starts, so a caller that reads the clock there for a lease deadline does not
+    lose the time spent connecting or waiting for the lock.
+
+    NOTE: SQLite has no such timeout. A worker paused inside a write transaction
+    blocks every writer of an embedded deployment until it continues or dies. The
+    others wait up to the busy timeout and then fail with "database is locked".
+    """
+    with session_scope(database_url, write=True) as session:
+        if session.get_bind().dialect.name == "postgresql":
+            timeout = f"{max(int(lease_seconds * 1000), 1)}ms"
+            session.execute(
+                select(func.set_config("idle_in_transaction_session_timeout", timeout, True))
+            )
+        session.connection()
+        yield session
 
 
 def _fence(claim: Claim) -> tuple[Any, ...]:
@@ -439,6 +538,13 @@ def _progress_values(progress: Progress) -> dict[str, Any]:
 
 
 def _insert_history(session: Session, claim: Claim, history: Iterable[Mapping[str, float]]) -> None:
+    """Insert epoch records, overwriting rows of the same epochs.
+
+    Only a fenced transaction calls this, and the claim deleted every row after the
+    checkpoint, so an existing row can only come from this attempt's own earlier
+    commit: one whose acknowledgement was lost, so that the worker sent it again.
+    Overwriting makes that retry succeed instead of failing on the primary key.
+    """
     rows = [
         {
             "job_id": claim.job_id,
@@ -448,8 +554,27 @@ def _insert_history(session: Session, claim: Claim, history: Iterable[Mapping[st
         }
         for record in history
     ]
-    if rows:
-        session.execute(insert(HistoryRow), rows)
+    if not rows:
+        return
+    statement = _dialect_insert(session, HistoryRow)
+    statement = statement.on_conflict_do_update(
+        index_elements=["job_id", "epoch"],
+        set_={"attempt": statement.excluded.attempt, "values": statement.excluded["values"]},
+    )
+    session.execute(statement, rows)
+
+
+def _store_checkpoint(
+    session: Session, claim: Claim, epoch: int, checkpoint: bytes, now: datetime
+) -> None:
+    values = {
+        "job_id": claim.job_id,
+        "epoch": epoch,
+        "attempt": claim.attempt,
+        "data": checkpoint,
+        "created_at": now,
+    }
+    _upsert(session, Checkpoint, values, key="job_id")
 
 
 def _add_transition(
@@ -475,15 +600,19 @@ def _add_transition(
 
 def _upsert(session: Session, model: type[Any], values: dict[str, Any], *, key: str) -> None:
     """Insert a row, or overwrite the row with the same ``key`` (SQLite and PostgreSQL)."""
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        statement: Any = postgresql.insert(model).values(**values)
-    elif dialect == "sqlite":
-        statement = sqlite.insert(model).values(**values)
-    else:
-        raise NotImplementedError(f"upserts on {dialect} are not supported yet")
+    statement = _dialect_insert(session, model).values(**values)
     changed = {name: statement.excluded[name] for name in values if name != key}
     session.execute(statement.on_conflict_do_update(index_elements=[key], set_=changed))
+
+
+def _dialect_insert(session: Session, model: type[Any]) -> Any:
+    """Return an INSERT for ``model`` that supports ON CONFLICT (SQLite and PostgreSQL)."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        return postgresql.insert(model)
+    if dialect == "sqlite":
+        return sqlite.insert(model)
+    raise NotImplementedError(f"upserts on {dialect} are not supported yet")
 
 
 def _finite_or_none(value: float | None) -> float | None:

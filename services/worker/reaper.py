@@ -7,10 +7,14 @@ Each pass does two things:
   ``max_attempts`` it fails with stop_reason ``worker_lost`` instead.
 - A queued job that no worker claimed for ``requeue_after_seconds`` gets its
   message sent again, because the first one may have been lost. A duplicate
-  message is harmless: only one claim can win.
+  message is harmless: only one claim can win. Further resends of a job come
+  at growing intervals (``runs.resend_stale_queued``), so that jobs waiting
+  behind a long backlog do not flood the broker with duplicates.
 
-A worker renews its lease only between batches, so ``lease_seconds`` must be
-longer than the slowest batch plus an epoch's validation pass and checkpoint.
+A worker renews its lease from a heartbeat thread, at least three times per
+lease, whatever the length of its batches. So ``lease_seconds`` is how long a
+dead or paused worker keeps its job from others, and also the longest database
+outage that a running job survives without being requeued.
 
 Several reapers may run at once: each update is guarded by the state it read.
 """

@@ -5,20 +5,22 @@ It never raises for a problem with the job itself: bad data and training errors
 end the job ``failed`` with stop_reason ``error``. Database errors during the
 claim propagate, and the job stays queued until the reaper sends it again.
 
-Writes during training are buffered and flushed in one short transaction at most
-every ``flush_interval_seconds``. The check also runs after every batch, so the
-lease is renewed inside long epochs, but history and checkpoints only ever carry
-complete epochs. A checkpoint is taken at an epoch end once
-``checkpoint_interval_seconds`` have passed since the last one, and is flushed
-with the history up to that epoch. A job that resumes, after a release at
-shutdown or a lost worker, trains again the epochs after its last checkpoint.
+While the job trains, a ``Heartbeat`` thread renews the lease and
+``JobCallback`` writes the history and checkpoints at epoch ends (see their
+modules). A job that resumes, after a release at shutdown or a lost worker,
+trains again the epochs after its last checkpoint.
+
+Every write after the claim is fenced by the attempt number. The final write
+(result, release or failure) is retried with backoff while the database is
+unreachable, until the lease may have expired; then the worker gives up, and the
+reaper requeues the job once its lease has expired.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -30,9 +32,18 @@ from services.errors import NotFound
 from services.settings import Settings
 from services.store import runs
 from services.store.db import session_scope
+from services.worker.callback import (
+    LOST,
+    RELEASED,
+    JobCallback,
+    StopFlag,
+    exit_if_fault_at,
+    progress_of,
+)
 from services.worker.enqueue import enqueue_job
+from services.worker.heartbeat import Heartbeat, retry_delay
 
-__all__ = ["FINAL_STATUS", "run_job"]
+__all__ = ["FINAL_STATUS", "progress_of", "run_job"]
 
 logger = logging.getLogger(__name__)
 
@@ -45,10 +56,6 @@ FINAL_STATUS = {
     "cancelled": "cancelled",
 }
 
-# Stop reasons used only inside the worker; they never reach the database.
-_RELEASED = "released"  # the worker is shutting down and hands the job back
-_LOST = "lost"  # a write was rejected or the lease ran out: another attempt may own the job
-
 # Errors caused by the job's own spec or data; their tracebacks are not logged.
 _USER_ERRORS = (ValueError, TypeError, NotFound)
 
@@ -58,7 +65,7 @@ def run_job(
     *,
     worker_id: str,
     settings: Settings,
-    shutdown: threading.Event | None = None,
+    shutdown: StopFlag | None = None,
 ) -> str:
     """Claim ``job_id`` and train it to the end; return what happened.
 
@@ -69,7 +76,8 @@ def run_job(
       ``shutdown`` was already set and the message went back to the broker.
     - ``"released"``: ``shutdown`` was set during training and the job went back
       to the queue.
-    - ``"lost"``: another attempt owns the job now, so nothing more was written.
+    - ``"lost"``: another attempt owns the job now, or the lease may have expired
+      while the database was unreachable, so nothing more was written.
     """
     if shutdown is not None and shutdown.is_set():
         # A worker that is shutting down can still receive a message it had already
@@ -90,36 +98,66 @@ def run_job(
         worker_id,
         claim.resume_epoch,
     )
+    exit_if_fault_at(settings.fault_exit_at_epoch, claim, claim.resume_epoch)
+    heartbeat = Heartbeat(claim, settings.flush_interval_seconds)
     if claim.cancel_requested:
         return _end(
             claim,
+            heartbeat.deadline,
             status="cancelled",
             stop_reason="cancelled",
             stop_message="cancelled by request before training started",
         )
+    return _train(claim, settings, heartbeat, shutdown)
 
-    callback = _JobCallback(claim, settings, shutdown)
+
+def _train(
+    claim: runs.Claim, settings: Settings, heartbeat: Heartbeat, shutdown: StopFlag | None
+) -> str:
+    """Train with the heartbeat running, then write the outcome once it has stopped.
+
+    The heartbeat stops first because a renewal after the final write would be
+    rejected, and the heartbeat would then report a lost lease.
+    """
+    callback = JobCallback(claim, settings, heartbeat, shutdown)
+    heartbeat.start()
     try:
         trainer = _build_trainer(claim, settings, callback)
         result = trainer.run()
+    except SQLAlchemyError as error:
+        # Loading the data or the checkpoint failed: the database, not the job, is
+        # at fault. The lease expires, and the reaper requeues the job or, after
+        # max_attempts, fails it.
+        heartbeat.stop()
+        logger.error(
+            "job %s: attempt %d on worker %s could not read its data, leaving the job to "
+            "the reaper: %s",
+            claim.job_id,
+            claim.attempt,
+            claim.worker_id,
+            error,
+        )
+        return LOST
     # Whatever the cause (bad data, a spec the engine rejects, a bug), the job ends
     # failed with the error recorded, instead of running until its lease expires.
     except Exception as error:
+        heartbeat.stop()
         if callback.lost:
             return _report_lost(claim)
-        return _fail_with_error(claim, error, callback.pending)
+        return _fail_with_error(claim, heartbeat.deadline, error, callback.pending)
+    heartbeat.stop()
 
     if callback.lost:
         return _report_lost(claim)
-    if result.stop_reason == _RELEASED:
-        return _release(claim)
-    return _finish(claim, result, callback.pending)
+    if result.stop_reason == RELEASED:
+        return _release(claim, heartbeat.deadline, callback)
+    return _finish(claim, heartbeat.deadline, result, callback.pending)
 
 
 # Building the trainer ------------------------------------------------------------------
 
 
-def _build_trainer(claim: runs.Claim, settings: Settings, callback: _JobCallback) -> core.Trainer:
+def _build_trainer(claim: runs.Claim, settings: Settings, callback: JobCallback) -> core.Trainer:
     """Load the data and the checkpoint and build the trainer for this attempt."""
     with session_scope(claim.database_url, write=False) as session:
         data = load_dataset(session, claim.tenant, claim.dataset)
@@ -152,114 +190,6 @@ def _capped_spec(spec: core.JobSpec, max_job_seconds: float | None) -> core.JobS
     return spec.model_copy(update={"training": training})
 
 
-# The callback ----------------------------------------------------------------------------
-
-
-class _JobCallback(core.Callback):
-    """Buffers epoch records and flushes them, the lease and checkpoints to the job row."""
-
-    def __init__(
-        self, claim: runs.Claim, settings: Settings, shutdown: threading.Event | None
-    ) -> None:
-        self.claim = claim
-        self.flush_interval = settings.flush_interval_seconds
-        self.checkpoint_interval = settings.checkpoint_interval_seconds
-        self.shutdown = shutdown
-        self.pending: list[dict[str, float]] = []
-        self.lost = False
-        self.cancelled = False
-        now = time.monotonic()
-        self.last_flush = now
-        self.last_checkpoint = now
-        # Local estimate of the lease deadline; the row's deadline is never earlier.
-        self.lease_deadline = now + claim.lease_seconds
-
-    def on_batch_end(self, trainer: core.Trainer, progress: core.BatchProgress) -> None:
-        if self.shutdown is not None and self.shutdown.is_set():
-            trainer.request_stop(_RELEASED, "the worker is shutting down")
-            return
-        if time.monotonic() - self.last_flush >= self.flush_interval:
-            self._flush(trainer, checkpoint=None)
-
-    def on_epoch_end(self, trainer: core.Trainer, record: dict[str, float]) -> None:
-        self.pending.append(record)
-        logger.debug("job %s epoch %d: %s", self.claim.job_id, trainer.epoch, record)
-        if trainer.should_stop or trainer.epoch >= self.claim.epochs:
-            return  # the final transaction writes the rest
-
-        now = time.monotonic()
-        checkpoint = None
-        if now - self.last_checkpoint >= self.checkpoint_interval:
-            checkpoint = trainer.state_dict().to_bytes()
-        if checkpoint is not None or now - self.last_flush >= self.flush_interval:
-            self._flush(trainer, checkpoint)
-
-    def _flush(self, trainer: core.Trainer, checkpoint: bytes | None) -> None:
-        started = time.monotonic()
-        progress = progress_of(trainer, self.claim.epochs) if self.pending or checkpoint else None
-        self.last_flush = started
-        try:
-            result = runs.flush(self.claim, self.pending, progress, checkpoint)
-        except SQLAlchemyError as error:
-            self._on_flush_error(trainer, error)
-            return
-
-        if not result.ok:
-            self._stop_lost(trainer, "a fenced write matched no row")
-            return
-        self.pending.clear()
-        self.lease_deadline = started + self.claim.lease_seconds
-        if checkpoint is not None:
-            self.last_checkpoint = started
-        if result.cancel_requested and not self.cancelled:
-            self.cancelled = True
-            trainer.request_stop("cancelled", "cancelled by request")
-
-    def _on_flush_error(self, trainer: core.Trainer, error: SQLAlchemyError) -> None:
-        """Keep the buffer for the next flush, unless the lease may have run out meanwhile."""
-        if time.monotonic() + self.flush_interval >= self.lease_deadline:
-            self._stop_lost(trainer, f"the lease could not be renewed: {error}")
-            return
-        logger.warning(
-            "job %s: flush failed on worker %s, retrying in %.1f s: %s",
-            self.claim.job_id,
-            self.claim.worker_id,
-            self.flush_interval,
-            error,
-        )
-
-    def _stop_lost(self, trainer: core.Trainer, reason: str) -> None:
-        self.lost = True
-        trainer.request_stop(_LOST, reason)
-        logger.info(
-            "job %s: attempt %d on worker %s stops: %s",
-            self.claim.job_id,
-            self.claim.attempt,
-            self.claim.worker_id,
-            reason,
-        )
-
-
-def progress_of(trainer: core.Trainer, epochs: int) -> runs.Progress:
-    """Return the job's summary columns as of the trainer's last complete epoch."""
-    record = trainer.history[-1] if trainer.history else {}
-    eta_seconds = None
-    if trainer.epoch:
-        remaining = trainer.elapsed_seconds / trainer.epoch * (epochs - trainer.epoch)
-        limit = trainer.spec.training.max_seconds
-        if limit is not None:
-            remaining = min(remaining, max(limit - trainer.elapsed_seconds, 0.0))
-        eta_seconds = remaining
-    return runs.Progress(
-        epoch=trainer.epoch,
-        metrics={name: value for name, value in record.items() if name != "epoch"},
-        eta_seconds=eta_seconds,
-        monitor=trainer.monitor,
-        best_epoch=trainer.best_epoch,
-        best_value=trainer.best_value,
-    )
-
-
 # Ending the attempt ------------------------------------------------------------------------
 
 
@@ -275,13 +205,19 @@ def _final_progress(result: core.FitResult) -> runs.Progress:
     )
 
 
-def _finish(claim: runs.Claim, result: core.FitResult, pending: list[dict[str, float]]) -> str:
+def _finish(
+    claim: runs.Claim,
+    deadline: float,
+    result: core.FitResult,
+    pending: list[dict[str, float]],
+) -> str:
     try:
         weights = to_npz_bytes(result.model)
     except (TypeError, ValueError) as error:  # a class label the parameter file cannot store
-        return _fail_with_error(claim, error, pending)
+        return _fail_with_error(claim, deadline, error, pending)
     return _end(
         claim,
+        deadline,
         status=FINAL_STATUS[result.stop_reason],
         stop_reason=result.stop_reason,
         stop_message=result.stop_message,
@@ -291,7 +227,9 @@ def _finish(claim: runs.Claim, result: core.FitResult, pending: list[dict[str, f
     )
 
 
-def _fail_with_error(claim: runs.Claim, error: Exception, pending: list[dict[str, float]]) -> str:
+def _fail_with_error(
+    claim: runs.Claim, deadline: float, error: Exception, pending: list[dict[str, float]]
+) -> str:
     if not isinstance(error, _USER_ERRORS):
         logger.error(
             "job %s raised an unexpected error (attempt %d, worker %s)",
@@ -302,6 +240,7 @@ def _fail_with_error(claim: runs.Claim, error: Exception, pending: list[dict[str
         )
     return _end(
         claim,
+        deadline,
         status="failed",
         stop_reason="error",
         error_type=type(error).__name__,
@@ -310,21 +249,19 @@ def _fail_with_error(claim: runs.Claim, error: Exception, pending: list[dict[str
     )
 
 
-def _end(claim: runs.Claim, *, status: str, stop_reason: str, **details: Any) -> str:
+def _end(
+    claim: runs.Claim, deadline: float, *, status: str, stop_reason: str, **details: Any
+) -> str:
     """Write the final status; log it, or log that another attempt owns the job now."""
-    try:
-        written = runs.finish(claim, status=status, stop_reason=stop_reason, **details)
-    except SQLAlchemyError as error:
-        # The lease runs out, the reaper requeues the job, and it resumes from its checkpoint.
-        logger.error(
-            "job %s: could not write the final status %s (attempt %d, worker %s): %s",
-            claim.job_id,
-            status,
-            claim.attempt,
-            claim.worker_id,
-            error,
-        )
-        return _LOST
+    written = _write_until(
+        claim,
+        deadline,
+        lambda: runs.finish(claim, status=status, stop_reason=stop_reason, **details),
+        expected_status=status,
+        description=f"final status {status!r}",
+    )
+    if written is None:
+        return LOST
     if not written:
         return _report_lost(claim)
     message = details.get("stop_message") or details.get("error_message") or ""
@@ -340,9 +277,34 @@ def _end(claim: runs.Claim, *, status: str, stop_reason: str, **details: Any) ->
     return status
 
 
-def _release(claim: runs.Claim) -> str:
-    reason = f"worker {claim.worker_id} shut down; the job resumes from its last checkpoint"
-    if not runs.release(claim, reason):
+def _release(claim: runs.Claim, deadline: float, callback: JobCallback) -> str:
+    """Hand the job back to the queue, with a checkpoint of the epoch it stopped at if any."""
+    if callback.release_checkpoint is not None:
+        assert callback.release_progress is not None
+        epoch = callback.release_progress.epoch
+        reason = (
+            f"worker {claim.worker_id} shut down after epoch {epoch}; "
+            "the job resumes from its checkpoint there"
+        )
+        details: dict[str, Any] = {
+            "history": list(callback.pending),
+            "progress": callback.release_progress,
+            "checkpoint": callback.release_checkpoint,
+        }
+    else:
+        # Stopped inside an epoch: the epochs since the stored checkpoint are trained again.
+        reason = f"worker {claim.worker_id} shut down; the job resumes from its last checkpoint"
+        details = {}
+    written = _write_until(
+        claim,
+        deadline,
+        lambda: runs.release(claim, reason, **details),
+        expected_status="queued",
+        description="release to the queue",
+    )
+    if written is None:
+        return LOST
+    if not written:
         return _report_lost(claim)
     logger.info(
         "job %s queued again (attempt %d, worker %s shutting down)",
@@ -351,7 +313,69 @@ def _release(claim: runs.Claim) -> str:
         claim.worker_id,
     )
     enqueue_job(claim.job_id)
-    return _RELEASED
+    return RELEASED
+
+
+def _write_until(
+    claim: runs.Claim,
+    deadline: float,
+    write: Callable[[], bool],
+    *,
+    expected_status: str,
+    description: str,
+) -> bool | None:
+    """Run a fenced write that ends the attempt, retrying database errors until ``deadline``.
+
+    Returns the write's result: True when written, False when the attempt no longer
+    owns the job. Returns None when the database stayed unreachable until the lease
+    may have expired; the reaper then requeues the job, which resumes from its
+    last checkpoint.
+    """
+    failures = 0
+    while True:
+        try:
+            written = write()
+        except SQLAlchemyError as error:
+            failures += 1
+            delay = retry_delay(failures, 1.0)
+            if time.monotonic() + delay >= deadline:
+                logger.error(
+                    "job %s: writing %s failed until the lease expired (attempt %d, "
+                    "worker %s), leaving the job to the reaper: %s",
+                    claim.job_id,
+                    description,
+                    claim.attempt,
+                    claim.worker_id,
+                    error,
+                )
+                return None
+            level = logging.WARNING if failures == 1 else logging.DEBUG
+            logger.log(
+                level,
+                "job %s: writing %s failed (try %d), retrying in %.1f s: %s",
+                claim.job_id,
+                description,
+                failures,
+                delay,
+                error,
+            )
+            time.sleep(delay)
+            continue
+        if not written and failures:
+            return _committed_before(claim, expected_status)
+        return written
+
+
+def _committed_before(claim: runs.Claim, expected_status: str) -> bool:
+    """Tell whether a write that raised had committed anyway, so that its retry matched nothing.
+
+    Then the row shows this attempt with the status the write set.
+    """
+    try:
+        state = runs.read_status(claim)
+    except SQLAlchemyError:
+        return False
+    return state == (expected_status, claim.attempt)
 
 
 def _report_lost(claim: runs.Claim) -> str:
@@ -361,4 +385,4 @@ def _report_lost(claim: runs.Claim) -> str:
         claim.attempt,
         claim.worker_id,
     )
-    return _LOST
+    return LOST

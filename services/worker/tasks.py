@@ -7,8 +7,9 @@ app of the process, including one built after a settings change, has it.
 
 from __future__ import annotations
 
+import ctypes
+import multiprocessing
 import os
-import threading
 from typing import Any
 
 from celery import Task, shared_task
@@ -21,12 +22,31 @@ from services.store.db import dispose_engine
 from services.worker.celery_app import RUN_JOB_TASK
 from services.worker.runner import run_job
 
-__all__ = ["limit_blas_threads", "run_job_task", "shutdown_requested"]
+__all__ = ["ShutdownFlag", "limit_blas_threads", "run_job_task", "shutdown_requested"]
 
-# Set when the worker begins a warm shutdown. Celery sends that signal only in the
-# worker's main process, which runs the jobs under the solo pool, so such a job goes
-# back to the queue at its next batch. Prefork children finish their job first.
-shutdown_requested = threading.Event()
+
+class ShutdownFlag:
+    """A flag that one process sets and every process forked from it reads.
+
+    It is a byte of shared memory without a lock, so that setting it inside a signal
+    handler cannot deadlock with a reader in the same process.
+    """
+
+    def __init__(self) -> None:
+        self._value = multiprocessing.RawValue(ctypes.c_bool, False)
+
+    def set(self) -> None:
+        self._value.value = True
+
+    def is_set(self) -> bool:
+        return bool(self._value.value)
+
+
+# Set when the worker begins a warm shutdown (SIGTERM, or the first Ctrl-C). Celery
+# sends that signal only in the worker's main process. The flag is created when this
+# module is imported, before Celery forks its prefork children, so they share it: a
+# running job goes back to the queue under both pools (see JobCallback).
+shutdown_requested = ShutdownFlag()
 
 
 @shared_task(name=RUN_JOB_TASK, bind=True, ignore_result=True)

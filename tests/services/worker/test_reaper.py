@@ -5,9 +5,12 @@ from __future__ import annotations
 import threading
 from datetime import timedelta
 
+from sqlalchemy import update
+
 from services.settings import Settings
 from services.store import runs
-from services.store.models import utcnow
+from services.store.db import session_scope
+from services.store.models import Transition, utcnow
 from services.worker.reaper import reap_once, run_reaper
 from services.worker.runner import run_job
 from tests.services.conftest import Configure
@@ -158,3 +161,35 @@ def test_reaper_loop_stops_on_event(configure: Configure) -> None:
 
     assert not thread.is_alive()
     assert outbox.sent == [job_id]
+
+
+def _queued_since(
+    settings: Settings, job_id: str, seconds_ago: float, last_sent_after: float
+) -> None:
+    """Make the job queued ``seconds_ago``, with its last message sent ``last_sent_after`` later."""
+    queued_at = utcnow() - timedelta(seconds=seconds_ago)
+    update_job(
+        settings,
+        job_id,
+        created_at=queued_at,
+        enqueued_at=queued_at + timedelta(seconds=last_sent_after),
+    )
+    with session_scope(settings.resolved_database_url) as session:
+        session.execute(update(Transition).where(Transition.job_id == job_id).values(at=queued_at))
+
+
+def test_resend_interval_grows(configure: Configure) -> None:
+    """After the first resend, a job's next message waits twice as long as it had waited."""
+    settings = configure(requeue_after_seconds=10.0)
+    due_id = create_job(settings, TEA_SPEC)
+    early_id = create_job(settings, TEA_SPEC)
+    capped_id = create_job(settings, TEA_SPEC)
+    # Last sent 10 s after queueing, so the next message is due 20 s later.
+    _queued_since(settings, due_id, seconds_ago=31, last_sent_after=10)
+    _queued_since(settings, early_id, seconds_ago=29, last_sent_after=10)
+    # Waited 1000 s before the last message: the interval is capped at 16 x 10 s.
+    _queued_since(settings, capped_id, seconds_ago=1161, last_sent_after=1000)
+
+    report = reap_once(settings, enqueue=_Outbox())
+
+    assert sorted(report.resent) == sorted([due_id, capped_id])
