@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from core.encoding import Encoding
 from core.preprocessing import Preprocessor, check_finite_features, fit_preprocessor
 from core.spec import JobSpec, LossSpec, Task
 from core.split import split_indices
@@ -50,6 +51,7 @@ class PreparedData:
     n_outputs: int
     preprocessor: Preprocessor
     feature_names: list[str]
+    encoding: Encoding | None = None  # raw input columns, when the data had text columns
 
 
 def encode_classes(

@@ -9,6 +9,7 @@ import numpy as np
 
 from core.checkpoint import TrainingState
 from core.data import prepare_data
+from core.encoding import Encoding
 from core.spec import JobSpec, Task, parse_spec
 from core.training import Callback, FitResult, Trainer
 
@@ -31,6 +32,7 @@ def make_trainer(
     task: Task | None = None,
     classes: Sequence[Any] | None = None,
     feature_names: Sequence[str] | None = None,
+    encoding: Encoding | None = None,
     callback: Callback | None = None,
     resume_from: TrainingState | None = None,
 ) -> Trainer:
@@ -38,6 +40,7 @@ def make_trainer(
     job_spec = parse_spec(spec)
     resolved_task = job_spec.resolved_task(task or infer_task(y))
     data = prepare_data(job_spec, x, y, resolved_task, classes, feature_names)
+    data.encoding = encoding
     trainer = Trainer(job_spec, data, callback)
     if resume_from is not None:
         trainer.load_state_dict(resume_from)
@@ -52,6 +55,7 @@ def fit(
     task: Task | None = None,
     classes: Sequence[Any] | None = None,
     feature_names: Sequence[str] | None = None,
+    encoding: Encoding | None = None,
     callback: Callback | None = None,
     resume_from: TrainingState | None = None,
 ) -> FitResult:
@@ -69,6 +73,8 @@ def fit(
             decides it; inferred from y's dtype when None.
         classes: class labels when y holds indices into them.
         feature_names: names of x's columns, kept with the model.
+        encoding: how raw rows with text columns become x's columns; kept with the
+            model so that ``model.encode`` and parameter files accept raw rows.
         callback: hooks called after every batch and epoch; they can stop the run.
         resume_from: a checkpoint from ``Trainer.state_dict`` of a run of the same spec.
 
@@ -87,6 +93,7 @@ def fit(
         task=task,
         classes=classes,
         feature_names=feature_names,
+        encoding=encoding,
         callback=callback,
         resume_from=resume_from,
     )

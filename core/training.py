@@ -413,6 +413,7 @@ class Trainer:
             self.data.task,
             self.data.classes,
             self.data.feature_names,
+            encoding=self.data.encoding,
         )
         return FitResult(
             history=self.history,

@@ -171,6 +171,7 @@ def _build_trainer(claim: runs.Claim, settings: Settings, callback: JobCallback)
         task=data.task,
         classes=data.classes,
         feature_names=data.feature_names,
+        encoding=data.encoding,
         callback=callback,
         resume_from=resume_from,
     )

@@ -13,6 +13,8 @@ from core.data import SPLIT_STREAM, seed_stream
 from core.paramfile import load_model
 from core.split import split_indices
 from services.settings import Settings
+from services.store.db import session_scope
+from services.store.models import Weights
 from tests.services.api.conftest import assert_problem, submit
 from tests.services.datasets.conftest import Train
 from tests.services.datasets.helpers import (
@@ -188,6 +190,29 @@ def test_downloaded_file_predicts_raw_rows(client: TestClient, train: Train) -> 
     with np.load(io.BytesIO(npz.content), allow_pickle=False) as archive:
         meta = json.loads(str(archive["meta"]))
     assert meta["encoding"]["columns"][2]["categories"] == ["basic", "pro", "team"]
+
+
+def test_stored_weights_carry_encoding(
+    client: TestClient, train: Train, settings: Settings
+) -> None:
+    """The worker stores the text columns' categories in the job's parameter file itself,
+    so raw rows still predict after the dataset is deleted."""
+    dataset, job_id = _trained_churn_job(client, train)
+    rows = [row[:-1] for row in churn_rows()[:20]]
+    expected = _predict(client, job_id, rows).json()["predictions"]
+
+    deleted = client.delete(f"/v1/datasets/{dataset['id']}")
+    with session_scope(settings.resolved_database_url, write=False) as session:
+        stored = session.get(Weights, job_id)
+        assert stored is not None
+        model = load_model(stored.data)
+    after_delete = _predict(client, job_id, rows)
+
+    assert deleted.status_code == 204, deleted.text
+    assert model.encoding is not None
+    assert model.predict(model.encode(rows)).tolist() == expected
+    assert after_delete.status_code == 200, after_delete.text
+    assert after_delete.json()["predictions"] == expected
 
 
 def test_predict_unknown_category_lists_known(client: TestClient, train: Train) -> None:
