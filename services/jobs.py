@@ -52,6 +52,7 @@ __all__ = [
     "get_history",
     "get_job",
     "list_jobs",
+    "new_job_row",
 ]
 
 logger = logging.getLogger(__name__)
@@ -331,6 +332,14 @@ def _new_job(
         updated_at=now,
         enqueued_at=now,
     )
+
+
+def new_job_row(tenant: str, spec: JobSpec, n_parameters: int, *, sweep_id: str) -> Job:
+    """Build the queued job row of a sweep's trial, without storing or enqueueing it."""
+    spec_json = spec.model_dump(mode="json")
+    job = _new_job(tenant, spec, spec_json, n_parameters, None, _hash_spec(spec_json))
+    job.sweep_id = sweep_id
+    return job
 
 
 # Checking a spec against its dataset and the limits -----------------------------------

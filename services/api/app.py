@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from services.api.problems import RequestIdMiddleware, install_problem_handlers
-from services.api.routes import dashboard, datasets, health, jobs
+from services.api.routes import dashboard, datasets, experiments, health, jobs, sweeps
 from services.settings import Settings, get_settings
 from services.worker.enqueue import enqueue_job
 
@@ -40,6 +40,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestIdMiddleware)
     app.include_router(jobs.router)
     app.include_router(datasets.router)
+    app.include_router(sweeps.router)
+    app.include_router(experiments.router)
     app.include_router(health.router)
     app.include_router(dashboard.router)
     return app

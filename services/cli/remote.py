@@ -1,19 +1,46 @@
-"""Commands that talk to a running steep service: ``steep submit``."""
+"""Commands that talk to a running steep service: ``steep submit``, and the helpers that
+``steep jobs``, ``steep sweep`` and ``steep experiments`` share.
+
+Every remote command exits with a code that scripts can test:
+
+- 0: done (for a command that waits: the job or sweep succeeded)
+- 1: the job or sweep failed or was cancelled
+- 2: bad input: the file cannot be read, or the service rejected the request (4xx)
+- 3: the service cannot be reached, or failed (5xx)
+- 4: the job or sweep does not exist
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import httpx
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.markup import escape
 from rich.table import Table
 
-from services.client import Client, Job, SteepError
+from services.client import Client, Job, NotFoundError, SteepError
 from services.settings import get_settings
+
+__all__ = [
+    "EXIT_BAD_INPUT",
+    "EXIT_FAILED",
+    "EXIT_NOT_FOUND",
+    "EXIT_UNREACHABLE",
+    "JsonOption",
+    "UrlOption",
+    "connect",
+    "fail",
+    "metrics_table",
+    "print_json",
+    "print_outcome",
+    "read_json_object",
+]
 
 app = typer.Typer()
 console = Console()
@@ -23,69 +50,80 @@ UrlOption = Annotated[
     str | None,
     typer.Option("--url", help="Base URL of the steep service. Default: from the settings."),
 ]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
 
-# Exit codes that scripts can test.
-EXIT_JOB_FAILED = 1
+EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_UNREACHABLE = 3
+EXIT_NOT_FOUND = 4
 
 
-def _read_spec(path: Path) -> dict[str, Any]:
+@contextmanager
+def connect(url: str | None) -> Iterator[Client]:
+    """Open a client on ``url`` (default: the settings' base URL).
+
+    A failed request inside the block prints its error and exits with the matching
+    code: 4 for a 404, 2 for another 4xx, 3 for a 5xx or a connection error.
+    """
+    base_url = url or get_settings().base_url
     try:
-        spec = json.loads(path.read_text(encoding="utf-8"))
+        with Client(base_url) as client:
+            yield client
+    except NotFoundError as error:
+        fail(str(error), EXIT_NOT_FOUND)
+    except SteepError as error:
+        fail(str(error), EXIT_BAD_INPUT if error.status < 500 else EXIT_UNREACHABLE)
+    except httpx.TransportError as error:
+        fail(f"Cannot reach steep at {base_url}: {error}", EXIT_UNREACHABLE)
+
+
+def fail(message: str, code: int) -> NoReturn:
+    """Print ``message`` in red on stderr and exit with ``code``."""
+    error_console.print(f"[red]{escape(message)}[/red]", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def print_json(content: Any) -> None:
+    """Print ``content`` as plain indented JSON on stdout, never wrapped or colored."""
+    typer.echo(json.dumps(content, indent=2, default=str))
+
+
+def read_json_object(path: Path, description: str) -> dict[str, Any]:
+    """Read a JSON object from ``path``; exit 2 with the reason when it cannot."""
+    try:
+        content = json.loads(path.read_text(encoding="utf-8"))
     except OSError as error:
-        error_console.print(f"[red]Cannot read {path}: {error.strerror}[/red]")
-        raise typer.Exit(EXIT_BAD_INPUT) from error
+        fail(f"Cannot read {path}: {error.strerror}", EXIT_BAD_INPUT)
     except json.JSONDecodeError as error:
-        error_console.print(f"[red]{path} is not valid JSON: {error}[/red]")
-        raise typer.Exit(EXIT_BAD_INPUT) from error
-    if not isinstance(spec, dict):
-        error_console.print(f"[red]{path} must hold a JSON object (a job spec)[/red]")
-        raise typer.Exit(EXIT_BAD_INPUT)
-    return spec
+        fail(f"{path} is not valid JSON: {error}", EXIT_BAD_INPUT)
+    if not isinstance(content, dict):
+        fail(f"{path} must contain a JSON object ({description})", EXIT_BAD_INPUT)
+    return content
 
 
-def _metrics_table(job: Job) -> Table:
+def metrics_table(job: Job) -> Table:
+    """Return a table of the job's latest values and its best monitored value."""
     table = Table(title=f"job {job.id}: {job.status} ({job.stop_reason or 'no stop reason'})")
     table.add_column("value")
     table.add_column("latest epoch", justify="right")
     for name, value in job.metrics.items():
-        if name.startswith("grad_norm.") or not isinstance(value, int | float):
+        if name.startswith("grad_norm.") or value is None:
             continue
         table.add_row(name, f"{value:.6g}")
     if job.best:
-        table.add_row(f"best {job.best.get('monitor', '')}", f"{job.best.get('value')}")
-        table.add_row("best epoch", str(job.best.get("epoch")))
+        table.add_row(f"best {job.best.monitor or ''}", f"{job.best.value}")
+        table.add_row("best epoch", str(job.best.epoch))
     return table
 
 
-def _follow(client: Client, job: Job) -> Job:
-    """Poll the job with a progress bar until it finishes."""
-    epochs = job.progress.get("epochs") or 0
-    columns = (
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        TextColumn("epoch {task.completed:.0f}/{task.total:.0f}"),
-        TextColumn("{task.fields[loss]}"),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=error_console) as progress:
-        task = progress.add_task(job.status, total=epochs or None, loss="")
-
-        def update(current: Job) -> None:
-            loss = current.metrics.get("train_loss")
-            val_loss = current.metrics.get("val_loss")
-            text = "" if loss is None else f"train_loss {loss:.4g}"
-            if val_loss is not None:
-                text += f"  val_loss {val_loss:.4g}"
-            progress.update(
-                task,
-                description=current.status,
-                completed=current.progress.get("epoch", 0),
-                loss=text,
-            )
-
-        return client.wait(job.id, on_update=update)
+def print_outcome(job: Job, base_url: str) -> None:
+    """Print a finished job's metrics, its stop message or error, and its dashboard page."""
+    console.print(metrics_table(job))
+    if job.stop_message:
+        console.print(escape(job.stop_message), highlight=False)
+    if job.error:
+        error_console.print(f"[red]{escape(job.error.type)}: {escape(job.error.message)}[/red]")
+    console.print(f"job page: {base_url}/#/jobs/{job.id}", highlight=False)
 
 
 @app.command()
@@ -93,35 +131,24 @@ def submit(
     spec_path: Annotated[Path, typer.Argument(help="Job spec, a JSON file.", metavar="SPEC.json")],
     wait: Annotated[bool, typer.Option("--wait", help="Follow the job until it ends.")] = False,
     url: UrlOption = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the job as JSON.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Submit a job to a running service; with --wait, follow it and print the final metrics.
 
     Exit codes: 0 submitted (or, with --wait, succeeded), 1 the job failed or was
     cancelled, 2 the spec was rejected, 3 the service could not be reached.
     """
-    spec = _read_spec(spec_path)
-    base_url = url or get_settings().base_url
-    with Client(base_url) as client:
-        try:
-            job = client.submit(spec)
-            if not as_json:
-                error_console.print(f"submitted job [bold]{job.id}[/bold] to {base_url}")
-            if wait:
-                job = _follow(client, job) if not as_json else client.wait(job.id)
-        except SteepError as error:
-            error_console.print(f"[red]{error}[/red]")
-            raise typer.Exit(EXIT_BAD_INPUT if error.status < 500 else EXIT_UNREACHABLE) from error
-        except httpx.TransportError as error:
-            error_console.print(f"[red]Cannot reach steep at {base_url}: {error}[/red]")
-            raise typer.Exit(EXIT_UNREACHABLE) from error
+    spec = read_json_object(spec_path, "a job spec")
+    with connect(url) as client:
+        job = client.submit(spec)
+        if not as_json:
+            error_console.print(f"submitted job [bold]{job.id}[/bold] to {client.base_url}")
+        if wait:
+            job = client.wait(job.id, progress=not as_json)
 
     if as_json:
-        console.print_json(json.dumps(job.raw))
+        print_json(job.raw)
     elif wait:
-        console.print(_metrics_table(job))
-        if job.error:
-            error_console.print(f"[red]{job.error.get('type')}: {job.error.get('message')}[/red]")
-        console.print(f"job page: {base_url}/#/jobs/{job.id}")
+        print_outcome(job, client.base_url)
     if wait and job.status != "succeeded":
-        raise typer.Exit(EXIT_JOB_FAILED)
+        raise typer.Exit(EXIT_FAILED)

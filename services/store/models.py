@@ -36,6 +36,8 @@ __all__ = [
     "DatasetRow",
     "HistoryRow",
     "Job",
+    "Sweep",
+    "SweepTrial",
     "Transition",
     "Weights",
     "utcnow",
@@ -131,6 +133,11 @@ class Job(Base):
     error_type: Mapped[str | None] = mapped_column(String(100))
     error_message: Mapped[str | None] = mapped_column(Text)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    stop_request: Mapped[str | None] = mapped_column(
+        String(20),
+        comment="A stop reason another process asks the worker to end with, e.g. early_stopped.",
+    )
+    stop_request_message: Mapped[str | None] = mapped_column(Text)
 
     attempt: Mapped[int] = mapped_column(Integer, default=0)
     worker_id: Mapped[str | None] = mapped_column(String(200))
@@ -211,3 +218,58 @@ class Transition(Base):
     worker_id: Mapped[str | None] = mapped_column(String(200))
     reason: Mapped[str | None] = mapped_column(Text)
     at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Sweep(Base):
+    """A sweep: one base spec run over a grid or a random sample of hyperparameters.
+
+    ``config`` is the validated request (base spec, parameters, objective, early
+    stopping). The trials live in ``sweep_trials``, and each becomes a job when the
+    sweeper starts it.
+    """
+
+    __tablename__ = "sweeps"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(100))
+    name: Mapped[str | None] = mapped_column(String(200))
+    experiment: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(20), comment="running, succeeded, failed, cancelled")
+    method: Mapped[str] = mapped_column(String(10))
+    config: Mapped[dict[str, Any]]
+    objective_metric: Mapped[str] = mapped_column(String(100))
+    objective_mode: Mapped[str] = mapped_column(String(3))
+    max_parallel: Mapped[int] = mapped_column(Integer)
+    n_trials: Mapped[int] = mapped_column(Integer)
+    stop_message: Mapped[str | None] = mapped_column(Text)
+
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    request_hash: Mapped[str | None] = mapped_column(String(64))
+
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        UniqueConstraint("tenant", "idempotency_key", name="uq_sweeps_tenant_idempotency_key"),
+        Index("ix_sweeps_tenant_created", "tenant", "created_at", "id"),
+        Index("ix_sweeps_status", "status"),
+    )
+
+
+class SweepTrial(Base):
+    """One trial of a sweep: its parameter values, its spec, and its job once started."""
+
+    __tablename__ = "sweep_trials"
+
+    sweep_id: Mapped[str] = mapped_column(
+        ForeignKey("sweeps.id", ondelete="CASCADE"), primary_key=True
+    )
+    index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    parameters: Mapped[dict[str, Any]]
+    spec: Mapped[dict[str, Any]] = mapped_column(comment="The trial's validated job spec.")
+    n_parameters: Mapped[int] = mapped_column(Integer)
+    job_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    checked_epoch: Mapped[int] = mapped_column(
+        Integer, default=0, comment="The last epoch the early-stopping rule judged this trial at."
+    )

@@ -95,12 +95,15 @@ class Progress:
 
 @dataclass(frozen=True)
 class FlushResult:
-    """Whether the fenced write matched the job, and whether a cancel was requested."""
+    """Whether the fenced write matched the job, and whether a cancel or a stop was requested."""
 
     ok: bool
     cancel_requested: bool
     # time.monotonic() when the renewed deadline was computed; None when not ok.
     renewed_at: float | None = None
+    # The stop reason another process asks for (the sweeper: early_stopped), and why.
+    stop_request: str | None = None
+    stop_request_message: str | None = None
 
 
 @dataclass(frozen=True)
@@ -237,7 +240,8 @@ def flush(
 
     ``history`` contains epoch records with their ``epoch`` key. ``checkpoint`` is a
     ``TrainingState.to_bytes()`` taken at ``progress.epoch``; it replaces the stored one.
-    Without ``progress`` the write only renews the lease and reads the cancel flag.
+    Without ``progress`` the write only renews the lease and reads the cancel flag and the
+    stop request.
     """
     if checkpoint is not None and progress is None:
         raise ValueError("a checkpoint needs the progress it was taken at")
@@ -247,7 +251,10 @@ def flush(
         if progress is not None:
             values.update(_progress_values(progress), version=Job.version + 1, updated_at=now)
         row = session.execute(
-            update(Job).where(*_fence(claim)).values(**values).returning(Job.cancel_requested),
+            update(Job)
+            .where(*_fence(claim))
+            .values(**values)
+            .returning(Job.cancel_requested, Job.stop_request, Job.stop_request_message),
             execution_options={"synchronize_session": False},
         ).first()
         if row is None:
@@ -256,7 +263,13 @@ def flush(
         if checkpoint is not None:
             assert progress is not None
             _store_checkpoint(session, claim, progress.epoch, checkpoint, now)
-    return FlushResult(ok=True, cancel_requested=bool(row.cancel_requested), renewed_at=renewed_at)
+    return FlushResult(
+        ok=True,
+        cancel_requested=bool(row.cancel_requested),
+        renewed_at=renewed_at,
+        stop_request=row.stop_request,
+        stop_request_message=row.stop_request_message,
+    )
 
 
 def finish(

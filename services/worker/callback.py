@@ -190,6 +190,9 @@ class JobCallback(core.Callback):
             self._last_checkpoint = started
         if result.cancel_requested and not self.cancelled:
             self._cancel(trainer)
+        elif result.stop_request == "early_stopped" and not trainer.should_stop:
+            # The sweeper's early-stopping rule: the job ends succeeded, like a patience stop.
+            trainer.request_stop("early_stopped", result.stop_request_message)
 
     def _on_flush_error(self, error: SQLAlchemyError) -> None:
         """Keep the buffer and back off; the heartbeat decides when the lease is gone."""

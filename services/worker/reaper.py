@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from services.settings import Settings
 from services.store import runs
 from services.worker.enqueue import enqueue_job
+from services.worker.sweeper import ensure_sweeper_thread
 
 __all__ = ["ReapReport", "reap_once", "run_reaper"]
 
@@ -107,5 +108,6 @@ def run_reaper(
             if failures:
                 logger.info("reaper pass succeeded again after %d failures", failures)
             failures = 0
+        ensure_sweeper_thread(settings, stop_event, enqueue=enqueue)
         stop_event.wait(settings.reaper_interval_seconds)
     logger.info("reaper stopped")
