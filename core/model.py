@@ -70,8 +70,24 @@ class Model:
         """
         return self.input_encoding.encode(rows, name)
 
+    def _features(self, x: Any) -> np.ndarray:
+        """Return x as a float64 feature matrix, encoding it first when it is raw rows.
+
+        A model trained on text columns takes either encoded feature rows (n_features
+        numbers each) or raw rows, which ``encode`` turns into features.
+        """
+        if self.encoding is not None and not _is_feature_matrix(x, self.n_features):
+            return self.encode(x, "x")
+        try:
+            return np.asarray(x, dtype=np.float64)
+        except (TypeError, ValueError) as error:
+            raise ValueError(
+                f"inputs must be rows of {self.n_features} numbers, but a value is not a "
+                f"number ({error}); this model was trained without text columns"
+            ) from error
+
     def _prepare(self, x: Any) -> np.ndarray:
-        array = np.asarray(x, dtype=np.float64)
+        array = self._features(x)
         if array.ndim == 1 and self.n_features == 1:
             array = array.reshape(-1, 1)  # (n_samples,) -> (n_samples, 1)
         if array.ndim != 2 or array.shape[1] != self.n_features:
@@ -97,8 +113,12 @@ class Model:
             return shifted / shifted.sum(axis=1, keepdims=True)
 
     def predict(self, x: Any) -> np.ndarray:
-        """Class labels (n_samples,) for classification; values (n_samples,) or
-        (n_samples, n_outputs) for regression."""
+        """Predict class labels (n_samples,) for classification, or values (n_samples,) or
+        (n_samples, n_outputs) for regression.
+
+        x is feature rows of shape (n_samples, n_features), or, for a model trained on
+        text columns, raw rows as ``encode`` takes them.
+        """
         logits = self.decision_function(x)
         if self.task == "regression":
             return logits[:, 0] if logits.shape[1] == 1 else logits
@@ -107,3 +127,12 @@ class Model:
 
     def parameters(self) -> dict[str, np.ndarray]:
         return self.network.parameters()
+
+
+def _is_feature_matrix(x: Any, n_features: int) -> bool:
+    """Tell whether x already is numeric feature rows, n_features wide."""
+    try:
+        array = np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError):
+        return False
+    return array.ndim == 2 and array.shape[1] == n_features

@@ -6,6 +6,7 @@ data or a file that cannot be read or written.
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 from dataclasses import dataclass
@@ -461,10 +462,29 @@ def _load_model(model_path: Path) -> Model:
 
 def _predict(model: Model, data: Path) -> np.ndarray:
     try:
+        if model.encoding is not None and data.suffix.lower() == ".csv":
+            return model.predict(_raw_csv_rows(data, [c.name for c in model.encoding.columns]))
         x = read_features(data, feature_names=model.feature_names)
         return model.predict(x)
     except (OSError, ValueError) as error:
         raise _InputError(f"cannot predict from {data}: {error}") from error
+
+
+def _raw_csv_rows(data: Path, columns: list[str]) -> list[dict[str, str]]:
+    """Read a CSV's rows as objects holding only the model's raw input columns.
+
+    A model trained on text columns encodes these rows itself (``Model.encode``);
+    other columns, such as the target, are dropped.
+    """
+    with data.open(newline="", encoding="utf-8-sig") as stream:
+        reader = csv.DictReader(stream)
+        missing = [name for name in columns if name not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(
+                f"the CSV has no column {', '.join(map(repr, missing))}; "
+                f"the model needs the columns {', '.join(map(repr, columns))}"
+            )
+        return [{name: row[name] for name in columns} for row in reader]
 
 
 def _plain_predictions(predictions: np.ndarray) -> list[Any]:

@@ -150,6 +150,29 @@ def test_parameter_files_keep_the_encoding(text_model: core.Model) -> None:
     assert expected == ["yes", "no"]
 
 
+def test_predict_takes_raw_rows(text_model: core.Model) -> None:
+    """A model trained on text columns predicts from raw rows and from encoded rows alike."""
+    rows = [[0.3, "Oslo"], {"age": -1.0, "city": "Bergen"}]
+
+    from_raw = text_model.predict(rows).tolist()
+    from_encoded = text_model.predict(text_model.encode(rows)).tolist()
+
+    assert from_raw == from_encoded
+    assert from_raw == ["yes", "no"]
+    with pytest.raises(RowError, match="Paris"):
+        text_model.predict([[0.3, "Paris"]])
+
+
+def test_numeric_model_rejects_text_inputs() -> None:
+    """A model without text columns rejects a text value with a sentence, not a bare error."""
+    x = np.arange(20.0).reshape(10, 2)
+    spec = {"dataset": "t", "model": {"layers": [{"type": "dense", "units": 1}]}}
+    model = core.fit(spec, x, x.sum(axis=1), task="regression").model
+
+    with pytest.raises(ValueError, match="trained without text columns"):
+        model.predict([[1.0, "Oslo"]])
+
+
 def test_parameter_file_without_encoding_loads(text_model: core.Model) -> None:
     """A file without ``encoding`` loads with encoding None and numeric input columns."""
     content = to_json_dict(text_model)

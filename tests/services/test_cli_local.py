@@ -444,3 +444,32 @@ def test_installed_steep_command_trains(tmp_path):
     assert completed.returncode == 0, completed.stderr
     assert json.loads(completed.stdout)["out"] == "iris.npz"
     assert load_model(tmp_path / "iris.npz").n_features == 4
+
+
+def test_predict_raw_rows_for_text_model(tmp_path):
+    """A model trained on a text column predicts from a CSV of raw values, by column name."""
+    from core.encoding import Column, Encoding
+
+    rng = np.random.default_rng(0)
+    cities = rng.choice(["Bergen", "Oslo"], size=80)
+    encoding = Encoding((Column("age"), Column("city", ("Bergen", "Oslo"))))
+    x = encoding.encode([[float(rng.normal()), str(city)] for city in cities])
+    spec = {
+        "dataset": "upload",
+        "model": {"layers": [{"type": "dense", "units": 2}]},
+        "optimizer": {"type": "adam", "lr": 0.1},
+        "training": {"epochs": 30},
+    }
+    result = core.fit(
+        spec, x, np.where(cities == "Oslo", "yes", "no"),
+        feature_names=encoding.feature_names, encoding=encoding,
+    )  # fmt: skip
+    model_path = tmp_path / "text.npz"
+    core.save_npz(result.model, model_path)
+    rows = tmp_path / "rows.csv"
+    rows.write_text("city,age,churn\nOslo,0.2,yes\nBergen,-1,no\n", encoding="utf-8")
+
+    outcome = runner.invoke(app, ["predict", str(model_path), str(rows)])
+
+    assert outcome.exit_code == 0, outcome.output
+    assert outcome.output.split() == ["yes", "no"]
