@@ -114,8 +114,13 @@ async def _domain_error(request: Request, error: Exception) -> JSONResponse:
 async def _validation_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, RequestValidationError)
     errors = []
+    seen: set[tuple[str | int, ...]] = set()
     for item in error.errors():
         loc = strip_union_tags(item.get("loc", ()), error.body)
+        # An untagged union reports one error per member at the same place; one is enough.
+        if tuple(loc) in seen:
+            continue
+        seen.add(tuple(loc))
         errors.append(ProblemError(loc=loc, msg=describe_validation_error({**item, "loc": loc})))
     sentences = [entry.msg for entry in errors[:MAX_ERRORS_IN_DETAIL]]
     if len(errors) > MAX_ERRORS_IN_DETAIL:
@@ -187,6 +192,8 @@ def describe_validation_error(item: dict[str, Any]) -> str:
     if kind == "value_error":
         # Messages of steep's own validators already show the offending value.
         return f"{field}: {message.removeprefix('Value error, ')}"
+    if kind == "union_tag_not_found":
+        return f"{field}.type: field required; it selects which kind of {field} this is"
     if kind == "union_tag_invalid" or "input" not in item:
         return f"{field}: {message}"
     return f"{field}: {message}, got {_short_repr(item['input'])}"
@@ -198,7 +205,8 @@ def strip_union_tags(loc: Sequence[Any], body: Any) -> list[str | int]:
     Pydantic reports an error in ``{"type": "dense", "units": -3}`` at
     ``("body", "layers", 0, "dense", "units")``, but the client's JSON has no key
     "dense". Walking the body finds such parts: a part that is not a key of the
-    object at that point but equals its ``type``.
+    object at that point but equals its ``type``. Members of untagged unions appear
+    as labels such as ``list[float]`` or ``str``; those are dropped too.
     """
     parts = list(loc)
     if not parts or parts[0] != "body":
@@ -208,6 +216,8 @@ def strip_union_tags(loc: Sequence[Any], body: Any) -> list[str | int]:
     for part in parts[1:]:
         if isinstance(node, dict) and part not in node and node.get("type") == part:
             continue
+        if isinstance(part, str) and _is_union_label(part, node):
+            continue
         cleaned.append(part)
         if isinstance(node, dict):
             node = node.get(part)
@@ -216,6 +226,16 @@ def strip_union_tags(loc: Sequence[Any], body: Any) -> list[str | int]:
         else:
             node = None
     return cleaned
+
+
+_TYPE_LABELS = frozenset({"float", "int", "str", "bool", "bytes", "list", "dict", "none"})
+
+
+def _is_union_label(part: str, node: Any) -> bool:
+    """Tell whether ``part`` names a union member rather than a key of ``node``."""
+    if isinstance(node, dict) and part in node:
+        return False
+    return "[" in part or part in _TYPE_LABELS or not isinstance(node, dict)
 
 
 def format_location(loc: Sequence[Any]) -> str:

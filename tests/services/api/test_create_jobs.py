@@ -284,3 +284,21 @@ def test_request_id_is_echoed(client: TestClient) -> None:
     assert missing.headers["x-request-id"] == "abc-456"
     assert missing.json()["request_id"] == "abc-456"
     assert json.loads(missing.text)["status"] == 404
+
+
+def test_validation_messages_hide_pydantic_internals(client: TestClient) -> None:
+    """Union member labels and tag-extraction wording never reach the client."""
+    no_type = {**TEA_SPEC, "optimizer": {"lr": 0.1}}
+
+    missing_tag = client.post("/v1/jobs", json=no_type)
+    bad_row = client.post(
+        "/v1/jobs/unknown/predict",
+        content='{"inputs": [[1.0, "x", 1e999]]}',
+        headers={"Content-Type": "application/json"},
+    )
+
+    assert assert_problem(missing_tag, 422)["detail"].startswith("optimizer.type: field required")
+    detail = assert_problem(bad_row, 422)["detail"]
+    assert "union[" not in detail
+    assert "list[" not in detail
+    assert "discriminator" not in assert_problem(missing_tag, 422)["detail"]
