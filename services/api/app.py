@@ -6,6 +6,7 @@ from fastapi import FastAPI
 
 from services.api.problems import RequestIdMiddleware, install_problem_handlers
 from services.api.routes import dashboard, datasets, experiments, health, jobs, sweeps
+from services.api.routes.docs import install_docs
 from services.settings import Settings, get_settings
 from services.worker.enqueue import enqueue_job
 
@@ -32,7 +33,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description=DESCRIPTION,
         openapi_url="/openapi.json",
-        docs_url="/docs",
+        docs_url=None,  # served by routes.docs without a CDN
+        redoc_url=None,  # ReDoc has no offline build in a Python package
     )
     app.state.settings = settings or get_settings()
     app.state.enqueue = enqueue_job
@@ -44,4 +46,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(experiments.router)
     app.include_router(health.router)
     app.include_router(dashboard.router)
+    install_docs(app)
     return app

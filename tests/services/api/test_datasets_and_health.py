@@ -64,7 +64,7 @@ def test_list_builtin_datasets(client: TestClient) -> None:
     assert response.status_code == 200
     assert [item["id"] for item in items] == [f"builtin:{name}" for name in core.BUILTIN_NAMES]
     for item in items:
-        assert DATASET_FIELDS <= set(item)
+        assert set(item) >= DATASET_FIELDS
         assert item["source"] == "builtin"
     digits = next(item for item in items if item["name"] == "digits")
     assert (digits["n_samples"], digits["n_features"], digits["n_outputs"]) == (1797, 64, 10)
@@ -200,3 +200,18 @@ def test_openapi_job_fields_match_the_contract(openapi: dict[str, Any]) -> None:
         "started_at",
         "finished_at",
     } <= fields
+
+
+def test_docs_load_nothing_from_other_hosts(client: TestClient) -> None:
+    """/docs works offline: every script, stylesheet and icon it names is served here."""
+    import re
+
+    page = client.get("/docs")
+    assets = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+
+    assert page.status_code == 200
+    assert "http://" not in page.text
+    assert "https://" not in page.text
+    assert len(assets) == 3
+    for asset in assets:
+        assert client.get(asset).status_code == 200, asset
