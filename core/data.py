@@ -54,9 +54,7 @@ class PreparedData:
     encoding: Encoding | None = None  # raw input columns, when the data had text columns
 
 
-def encode_classes(
-    y: np.ndarray, classes: Sequence[Any] | None
-) -> tuple[np.ndarray, list[Any]]:
+def encode_classes(y: np.ndarray, classes: Sequence[Any] | None) -> tuple[np.ndarray, list[Any]]:
     """Return class indices (n_samples,) int64 and the class labels in index order.
 
     With ``classes``, y must already hold indices into it; otherwise the sorted

@@ -27,9 +27,7 @@ class Loss:
     def _scale(self, outputs: np.ndarray) -> float:
         return 1.0 if self.reduction == "sum" else 1.0 / outputs.size
 
-    def value_and_grad(
-        self, outputs: np.ndarray, targets: np.ndarray
-    ) -> tuple[float, np.ndarray]:
+    def value_and_grad(self, outputs: np.ndarray, targets: np.ndarray) -> tuple[float, np.ndarray]:
         """Return the loss and dL/d(outputs), an array shaped and typed like ``outputs``."""
         raise NotImplementedError
 

@@ -57,7 +57,10 @@ class Network:
             if isinstance(layer_spec, Dense):
                 name = f"dense_{index}"
                 layer = DenseLayer(
-                    name, width, layer_spec.units, make_activation(layer_spec.activation),
+                    name,
+                    width,
+                    layer_spec.units,
+                    make_activation(layer_spec.activation),
                     layer_spec.bias,
                 )
                 weight_shape = (width, layer.units)
@@ -119,9 +122,7 @@ class Network:
         """Copy named parameters in, checking that names and shapes match this network."""
         expected = {slot.name for slot in self.slots}
         if set(values) != expected:
-            raise ValueError(
-                f"parameters must be named {sorted(expected)}, got {sorted(values)}"
-            )
+            raise ValueError(f"parameters must be named {sorted(expected)}, got {sorted(values)}")
         for slot in self.slots:
             value = np.asarray(values[slot.name])
             if value.shape != slot.shape:

@@ -391,8 +391,7 @@ class JobSpec(_Strict):
         for key, value in tags.items():
             if not key or len(key) > 100 or len(value) > 500:
                 raise ValueError(
-                    f"tag {key!r} must have a key of 1 to 100 characters "
-                    "and a value of at most 500"
+                    f"tag {key!r} must have a key of 1 to 100 characters and a value of at most 500"
                 )
             if ":" in key:
                 raise ValueError(f"tag key {key!r} must not contain ':'")
