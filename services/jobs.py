@@ -59,8 +59,6 @@ logger = logging.getLogger(__name__)
 
 Enqueue = Callable[[str], bool]
 
-_METRIC_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.]{0,99}")
-
 
 # Reading -----------------------------------------------------------------------------
 
@@ -191,6 +189,22 @@ def list_jobs(
     return JobList(items=[job_public(job) for job in page], next_cursor=next_cursor)
 
 
+# The columns and the metrics every epoch record can carry (see core.training).
+SORT_KEYS = (
+    "created_at",
+    "finished_at",
+    *(
+        f"{split}_{metric}"
+        for split in ("train", "val")
+        for metric in ("loss", "accuracy", "r2", "mae")
+    ),
+    "lr",
+    "epoch_seconds",
+)
+
+_GRAD_NORM_KEY = re.compile(r"grad_norm\.dense_[0-9]{1,3}")
+
+
 def parse_sort(sort: str) -> job_store.SortKey:
     """Parse ``created_at``, ``-finished_at``, ``-val_accuracy`` and the like.
 
@@ -198,10 +212,10 @@ def parse_sort(sort: str) -> job_store.SortKey:
         InvalidInput: not a sort key.
     """
     name = sort.removeprefix("-")
-    if not _METRIC_NAME.fullmatch(name):
+    if name not in SORT_KEYS and not _GRAD_NORM_KEY.fullmatch(name):
         raise InvalidInput(
-            f"sort must be created_at, finished_at or a metric name such as val_loss, "
-            f"with a leading '-' for descending order; got {sort!r}",
+            f"sort must be one of {', '.join(SORT_KEYS)} or grad_norm.dense_<i>, with a "
+            f"leading '-' for descending order; got {sort!r}",
             loc=("query", "sort"),
         )
     return job_store.SortKey(name=name, descending=sort.startswith("-"))

@@ -135,3 +135,13 @@ def test_list_items_carry_summaries(client: TestClient, jobs: dict[str, dict[str
     assert items[0]["progress"]["fraction"] == 1.0
     assert items[0]["best"]["value"] == 4.0
     assert "transitions" not in items[0]
+
+
+@pytest.mark.parametrize("sort", ["bogus", "-val_acc", "grad_norm"])
+def test_list_unknown_sort_key_is_422(client: TestClient, sort: str) -> None:
+    """A sort key that no job records is a 422 listing the accepted keys, not a silent order."""
+    response = client.get("/v1/jobs", params={"sort": sort})
+
+    detail = assert_problem(response, 422)["detail"]
+    assert "val_loss" in detail
+    assert repr(sort) in detail
