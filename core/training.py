@@ -227,8 +227,8 @@ class Trainer:
         self.callback.on_epoch_end(self, record)
 
     def _epoch_order(self) -> tuple[np.ndarray | None, Targets]:
-        """This epoch's row order, drawn from ``rng`` (None without shuffling), and the
-        training targets in that order."""
+        """Return this epoch's row order, drawn from ``rng`` (None without shuffling),
+        and the training targets in that order."""
         if not self.spec.training.shuffle:
             return None, self.data.y_train
         order = self.rng.permutation(len(self.data.x_train))
