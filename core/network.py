@@ -24,7 +24,7 @@ _RELU_LIKE = ("relu", "leaky_relu", "elu", "gelu", "softplus")
 
 @dataclass(frozen=True)
 class ParameterSlot:
-    """Where one named parameter lives in the flat vector."""
+    """The place of one named parameter in the flat vector."""
 
     name: str  # "dense_0.weight"
     layer: str  # "dense_0"
@@ -94,7 +94,7 @@ class Network:
         return int(self.params.size)
 
     def layer_slices(self) -> list[tuple[str, slice]]:
-        """Each dense layer's name and its slice of the flat vectors."""
+        """Return each dense layer's name and its slice of the flat vectors."""
         slices = []
         offset = 0
         for layer in self.dense_layers:
@@ -112,7 +112,7 @@ class Network:
                 initialize(layer_spec.bias_init, layer.bias, layer.n_in, layer.units, rng)
 
     def parameters(self) -> dict[str, np.ndarray]:
-        """A copy of every parameter by name (``dense_0.weight``: (n_in, units), ...)."""
+        """Return a copy of every parameter by name (``dense_0.weight``: (n_in, units), ...)."""
         return {
             slot.name: self.params[slot.start : slot.stop].reshape(slot.shape).copy()
             for slot in self.slots

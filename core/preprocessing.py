@@ -13,7 +13,7 @@ __all__ = ["Preprocessor", "fit_preprocessor"]
 
 @dataclass(frozen=True)
 class Preprocessor:
-    """What ``transform`` applies: fill missing values, then ``(x - mean) / scale``.
+    """The steps ``transform`` applies: fill missing values, then ``(x - mean) / scale``.
 
     Each array has shape (n_features,) or is None when that step is off.
     """
@@ -26,7 +26,7 @@ class Preprocessor:
         """Return a preprocessed copy of x (n_samples, n_features) in ``dtype`` (default x's).
 
         Raises:
-            ValueError: x holds NaN and no imputation was fitted, or x holds infinity;
+            ValueError: x contains NaN and no imputation was fitted, or x contains infinity;
                 the message names the first such row and column.
         """
         out = np.array(x, dtype=dtype or x.dtype, copy=True)
@@ -58,7 +58,7 @@ class Preprocessor:
 
 
 def check_finite_features(x: np.ndarray) -> None:
-    """Raise ValueError naming the first row and column of x that holds infinity."""
+    """Raise ValueError naming the first row and column of x that contains infinity."""
     infinite = np.isinf(x)
     if infinite.any():
         row, column = np.argwhere(infinite)[0]

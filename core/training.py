@@ -49,7 +49,7 @@ class Callback:
 
 @dataclass
 class FitResult:
-    """What a finished run returns."""
+    """The outcome of a finished run."""
 
     history: list[dict[str, float]]  # one record per completed epoch
     params: dict[str, np.ndarray]  # "dense_0.weight": (n_in, units), ...
@@ -67,7 +67,7 @@ class FitResult:
         return len(self.history)
 
     def history_columns(self) -> dict[str, list[float]]:
-        """The history as columns: ``{"epoch": [1, 2, ...], "train_loss": [...], ...}``."""
+        """Return the history as columns: ``{"epoch": [1, 2, ...], "train_loss": [...]}``."""
         keys = list(dict.fromkeys(key for record in self.history for key in record))
         return {key: [record.get(key, math.nan) for record in self.history] for key in keys}
 
@@ -267,7 +267,7 @@ class Trainer:
         return self._batch_features(order, rows).copy(), y.take(rows), lr
 
     def _squared_norms(self, grads: np.ndarray) -> list[float]:
-        """Each layer's squared gradient norm. A float32 sum of squares overflows for norms
+        """Return each layer's squared gradient norm. A float32 sum of squares overflows for norms
         above about 1.8e19, so finite gradients whose sum overflowed are summed again in
         float64; only a gradient that is itself non-finite gives an infinite norm."""
         squared = [float(np.dot(grads[s], grads[s])) for _, s in self.layer_slices]

@@ -137,7 +137,9 @@ def list_sweeps(
         typer.Option("--status", help="running, succeeded, failed or cancelled; repeatable."),
     ] = None,
     experiment: Annotated[str | None, typer.Option(help="Keep sweeps of this experiment.")] = None,
-    limit: Annotated[int, typer.Option(min=1, max=500, help="Most sweeps to list.")] = 50,
+    limit: Annotated[
+        int, typer.Option(min=1, max=500, help="Maximum number of sweeps to list.")
+    ] = 50,
     url: UrlOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -218,7 +220,9 @@ def cancel_sweep(
 
 @app.command()
 def experiments(
-    limit: Annotated[int, typer.Option(min=1, max=500, help="Most experiments to list.")] = 50,
+    limit: Annotated[
+        int, typer.Option(min=1, max=500, help="Maximum number of experiments to list.")
+    ] = 50,
     url: UrlOption = None,
     as_json: JsonOption = False,
 ) -> None:

@@ -68,7 +68,7 @@ def create_engine_for(url: str) -> Engine:
 
 
 def get_engine(url: str | None = None) -> Engine:
-    """The process's engine for ``url`` (default: the settings' database URL)."""
+    """Return the process's engine for ``url`` (default: the settings' database URL)."""
     key = url or get_settings().resolved_database_url
     with _lock:
         engine = _engines.get(key)
@@ -108,7 +108,7 @@ def sessionmaker_for(url: str | None = None, *, write: bool = True) -> sessionma
 
 @contextmanager
 def session_scope(url: str | None = None, *, write: bool = True) -> Iterator[Session]:
-    """A session whose transaction commits when the block ends and rolls back on error.
+    """Open a session whose transaction commits when the block ends and rolls back on error.
 
     Keep write blocks short: on SQLite they hold the database's single write lock.
     """

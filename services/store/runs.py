@@ -101,7 +101,7 @@ class FlushResult:
     cancel_requested: bool
     # time.monotonic() when the renewed deadline was computed; None when not ok.
     renewed_at: float | None = None
-    # The stop reason another process asks for (the sweeper: early_stopped), and why.
+    # The stop reason another process requests (the sweeper: early_stopped), and why.
     stop_request: str | None = None
     stop_request_message: str | None = None
 

@@ -49,7 +49,7 @@ RUN_JOB_TASK = "steep.run_job"
 
 
 def create_celery(settings: Settings) -> Celery:
-    """A Celery app for the broker in ``settings``."""
+    """Build a Celery app for the broker in ``settings``."""
     app = Celery("steep", broker=settings.resolved_broker_url)
     is_redis = settings.resolved_broker_url.startswith(("redis://", "rediss://"))
     transport_options: dict[str, float] = {}
@@ -77,5 +77,5 @@ def create_celery(settings: Settings) -> Celery:
 
 @lru_cache
 def celery_app() -> Celery:
-    """The process's Celery app, built from the settings on first use."""
+    """Return the process's Celery app, built from the settings on first use."""
     return create_celery(get_settings())

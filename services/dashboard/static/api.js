@@ -11,7 +11,7 @@ export class ApiError extends Error {
     this.problem = problem;
   }
 
-  /** True when the service itself cannot answer: no connection, or a 502/503/504. */
+  /** True when the service itself cannot respond: no connection, or a 502/503/504. */
   get serviceDown() {
     return this.status === 0 || [502, 503, 504].includes(this.status);
   }
@@ -46,7 +46,7 @@ export async function getJSON(path, query = {}, signal = undefined) {
   return response.json();
 }
 
-/** POST without a body and return the JSON answer. */
+/** POST without a body and return the JSON response. */
 export async function postJSON(path) {
   const response = await send(path, { method: "POST", headers: { Accept: "application/json" } });
   return response.json();
@@ -89,7 +89,7 @@ const RETRY_MAX_MS = 15_000;
  * Follow an SSE stream from `lastEventId` on, reconnecting after network errors.
  *
  * `onEvent({event, data, id})` receives each event; `onError(error, retrying)`
- * each failure. A 4xx answer ends following, because retrying cannot fix it.
+ * each failure. A 4xx response ends following, because retrying cannot fix it.
  * Returns a function that stops following.
  */
 export function followEvents(path, { lastEventId = "", onEvent, onError = () => {} }) {
