@@ -8,7 +8,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-__all__ = ["Conflict", "InvalidInput", "NotFound", "SteepError", "TooLarge", "Unavailable"]
+__all__ = [
+    "Conflict",
+    "Forbidden",
+    "InvalidInput",
+    "NotFound",
+    "QuotaExceeded",
+    "SteepError",
+    "TooLarge",
+    "Unauthorized",
+    "Unavailable",
+]
 
 Location = tuple[str | int, ...]
 
@@ -19,6 +29,14 @@ class SteepError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+
+class Unauthorized(SteepError):
+    """The request carries no API key, or one that is unknown or revoked."""
+
+
+class Forbidden(SteepError):
+    """The key is valid but may not do this (a tenant key asking for service-wide data)."""
 
 
 class NotFound(SteepError):
@@ -43,6 +61,17 @@ class InvalidInput(SteepError):
 
 class TooLarge(SteepError):
     """A request body or an upload is larger than the server accepts."""
+
+
+class QuotaExceeded(SteepError):
+    """The tenant already has as much work in the service as its quota allows.
+
+    ``retry_after_seconds``, when given, tells the client when trying again may succeed.
+    """
+
+    def __init__(self, message: str, retry_after_seconds: int | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_seconds = retry_after_seconds
 
 
 class Unavailable(SteepError):

@@ -6,13 +6,14 @@ all: the database and the broker default to SQLite files in ``data_dir``.
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings", "get_settings"]
+__all__ = ["Settings", "get_settings", "is_loopback"]
 
 
 class Settings(BaseSettings):
@@ -72,8 +73,40 @@ class Settings(BaseSettings):
         "delivered again. Default: kombu's (one hour).",
     )
 
+    require_keys: bool = Field(
+        False,
+        description="Require an API key on every request. Keys are required anyway unless "
+        "the API listens on loopback in embedded mode, where requests without a key belong "
+        "to the tenant 'local'.",
+    )
+
+    api_key: SecretStr | None = Field(
+        None,
+        description="Client side: the API key the steep CLI sends to a service (STEEP_API_KEY).",
+    )
+
     max_upload_bytes: int = Field(
         100 * 2**20, gt=0, description="Largest dataset upload, in bytes."
+    )
+    max_request_bytes: int = Field(
+        2**20, gt=0, description="Largest request body other than a dataset upload, in bytes."
+    )
+    max_running_jobs_per_tenant: int = Field(
+        4, gt=0, description="Jobs one tenant may have running; a submit beyond it is a 429."
+    )
+    max_queued_jobs_per_tenant: int = Field(
+        100, gt=0, description="Jobs one tenant may have queued; a submit beyond it is a 429."
+    )
+    max_epoch_samples: int = Field(
+        10**9,
+        gt=0,
+        description="Most training samples one job may process: epochs times training rows.",
+    )
+    worker_memory_bytes: int = Field(
+        4 * 2**30,
+        gt=0,
+        description="Memory one job may use in a worker; a job estimated to need more is "
+        "refused at submit.",
     )
     max_parameters: int = Field(20_000_000, gt=0, description="Largest model, in parameters.")
     max_history_points: int = Field(100_000, gt=0, description="Most epochs a job may train.")
@@ -109,8 +142,23 @@ class Settings(BaseSettings):
         return self.resolved_database_url.startswith("sqlite")
 
     @property
+    def keys_required(self) -> bool:
+        """Whether a request without an API key is refused (see ``require_keys``)."""
+        return self.require_keys or not (self.is_embedded and is_loopback(self.host))
+
+    @property
     def base_url(self) -> str:
         return self.public_url or f"http://{self.host}:{self.port}"
+
+
+def is_loopback(host: str) -> bool:
+    """Tell whether ``host`` names only this machine (``localhost``, 127.0.0.0/8, ``::1``)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 @lru_cache

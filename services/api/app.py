@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+import logging
 
-from services.api.problems import RequestIdMiddleware, install_problem_handlers
+from fastapi import Depends, FastAPI
+
+from services.api.deps import current_principal
+from services.api.problems import RequestIdMiddleware, install_problem_handlers, problem_responses
 from services.api.routes import dashboard, datasets, experiments, health, jobs, sweeps
 from services.api.routes.docs import install_docs
 from services.settings import Settings, get_settings
 from services.worker.enqueue import enqueue_job
 
 __all__ = ["create_app"]
+
+logger = logging.getLogger(__name__)
 
 DESCRIPTION = """\
 Training as a service: submit a job spec and a dataset, and steep trains the network
@@ -40,11 +45,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.enqueue = enqueue_job
     install_problem_handlers(app)
     app.add_middleware(RequestIdMiddleware)
-    app.include_router(jobs.router)
-    app.include_router(datasets.router)
-    app.include_router(sweeps.router)
-    app.include_router(experiments.router)
+    # Every /v1 route needs a key (or the keyless local mode); dependencies run once
+    # per request, so routes that also ask for the tenant do not look the key up again.
+    for router in (jobs.router, datasets.router, sweeps.router, experiments.router):
+        app.include_router(
+            router, dependencies=[Depends(current_principal)], responses=problem_responses(401)
+        )
     app.include_router(health.router)
     app.include_router(dashboard.router)
     install_docs(app)
+    _log_auth_mode(app.state.settings)
     return app
+
+
+def _log_auth_mode(settings: Settings) -> None:
+    if settings.keys_required:
+        logger.info("API keys are required on every /v1 request (steep keys create)")
+    else:
+        logger.info(
+            "no API key needed: embedded mode on loopback (%s), requests without a key "
+            "belong to the tenant 'local'",
+            settings.host,
+        )

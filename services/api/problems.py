@@ -21,7 +21,17 @@ from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.errors import Conflict, InvalidInput, NotFound, SteepError, TooLarge, Unavailable
+from services.errors import (
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    QuotaExceeded,
+    SteepError,
+    TooLarge,
+    Unauthorized,
+    Unavailable,
+)
 from services.schemas import Problem, ProblemError
 
 __all__ = [
@@ -41,10 +51,13 @@ MAX_VALUE_CHARS = 80
 
 # The status of each domain exception; a subclass takes the status of its nearest base.
 STATUS_BY_ERROR: dict[type[SteepError], int] = {
+    Unauthorized: 401,
+    Forbidden: 403,
     NotFound: 404,
     Conflict: 409,
     InvalidInput: 422,
     TooLarge: 413,
+    QuotaExceeded: 429,
     Unavailable: 503,
 }
 
@@ -106,9 +119,14 @@ async def _domain_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, SteepError)
     status = status_for(error)
     errors = None
+    headers: dict[str, str] = {}
     if isinstance(error, InvalidInput):
         errors = [ProblemError(loc=list(error.loc), msg=error.message)]
-    return problem_response(request, status, error.message, errors=errors)
+    elif isinstance(error, Unauthorized):
+        headers["WWW-Authenticate"] = 'Bearer realm="steep"'
+    elif isinstance(error, QuotaExceeded) and error.retry_after_seconds is not None:
+        headers["Retry-After"] = str(error.retry_after_seconds)
+    return problem_response(request, status, error.message, errors=errors, headers=headers)
 
 
 async def _validation_error(request: Request, error: Exception) -> JSONResponse:

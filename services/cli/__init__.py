@@ -10,7 +10,7 @@ that the user must fix.
 
 import typer
 
-from services.cli import datasets, jobs, local, remote, service, sweeps
+from services.cli import datasets, jobs, keys, local, remote, service, sweeps
 
 app = typer.Typer(
     name="steep",
@@ -23,6 +23,7 @@ app.add_typer(remote.app)
 app.add_typer(service.app)
 app.add_typer(datasets.app, name="datasets")
 app.add_typer(jobs.app, name="jobs")
+app.add_typer(keys.app, name="keys")
 app.add_typer(sweeps.app)
 
 

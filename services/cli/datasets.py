@@ -14,8 +14,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from services.client import Client, SteepError
-from services.settings import get_settings
+from services.cli.remote import new_client
+from services.client import SteepError
 
 app = typer.Typer(
     name="datasets",
@@ -66,8 +66,8 @@ def upload(
             f"[red]Cannot read {escape(str(path))}: no such file[/red]", soft_wrap=True
         )
         raise typer.Exit(EXIT_BAD_INPUT)
-    base_url = url or get_settings().base_url
-    with Client(base_url) as client:
+    with new_client(url) as client:
+        base_url = client.base_url
         dataset = _call(base_url, lambda: client.upload_dataset(path, name=name, target=target))
     if as_json:
         console.print_json(json.dumps(dataset))
@@ -83,9 +83,9 @@ def list_datasets(url: UrlOption = None, as_json: JsonOption = False) -> None:
 
     Exit codes: 0 listed, 3 the service could not be reached.
     """
-    base_url = url or get_settings().base_url
     items: list[dict[str, Any]] = []
-    with Client(base_url) as client:
+    with new_client(url) as client:
+        base_url = client.base_url
         cursor = None
         while True:
             page = _call(

@@ -37,6 +37,7 @@ __all__ = [
     "connect",
     "fail",
     "metrics_table",
+    "new_client",
     "print_json",
     "print_outcome",
     "read_json_object",
@@ -58,6 +59,14 @@ EXIT_UNREACHABLE = 3
 EXIT_NOT_FOUND = 4
 
 
+def new_client(url: str | None) -> Client:
+    """Return a client on ``url`` (default: the settings' base URL) that sends the API
+    key of ``STEEP_API_KEY``, if set."""
+    settings = get_settings()
+    api_key = settings.api_key.get_secret_value() if settings.api_key else None
+    return Client(url or settings.base_url, api_key)
+
+
 @contextmanager
 def connect(url: str | None) -> Iterator[Client]:
     """Open a client on ``url`` (default: the settings' base URL).
@@ -67,7 +76,7 @@ def connect(url: str | None) -> Iterator[Client]:
     """
     base_url = url or get_settings().base_url
     try:
-        with Client(base_url) as client:
+        with new_client(base_url) as client:
             yield client
     except NotFoundError as error:
         fail(str(error), EXIT_NOT_FOUND)

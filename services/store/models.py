@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -30,16 +31,19 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
+    "ApiKey",
     "Base",
     "Checkpoint",
     "DatasetBlob",
     "DatasetRow",
     "HistoryRow",
     "Job",
+    "ServiceCounter",
     "Sweep",
     "SweepTrial",
     "Transition",
     "Weights",
+    "WorkerRow",
     "utcnow",
 ]
 
@@ -273,3 +277,51 @@ class SweepTrial(Base):
     checked_epoch: Mapped[int] = mapped_column(
         Integer, default=0, comment="The last epoch the early-stopping rule judged this trial at."
     )
+
+
+class ApiKey(Base):
+    """An API key of a tenant. Only the SHA-256 of the secret is stored.
+
+    ``prefix`` is the start of the secret, kept so that a person can tell keys apart
+    in ``steep keys ls``; it is too short to authenticate with.
+    """
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(100), index=True)
+    name: Mapped[str | None] = mapped_column(String(200))
+    prefix: Mapped[str] = mapped_column(String(16))
+    secret_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    operator: Mapped[bool] = mapped_column(
+        Boolean, default=False, comment="May read /metrics, which covers every tenant."
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None]
+
+
+class WorkerRow(Base):
+    """A worker process, as it last reported itself: alive while ``last_seen_at`` is recent."""
+
+    __tablename__ = "workers"
+
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    hostname: Mapped[str] = mapped_column(String(200))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    job_id: Mapped[str | None] = mapped_column(String(64), comment="The job it is training.")
+    stopped_at: Mapped[datetime | None]
+
+
+class ServiceCounter(Base):
+    """A service-wide counter that only grows (epochs trained, leases renewed, jobs reaped).
+
+    Workers and the reaper add to it in the same transaction as the work it counts, so
+    ``/metrics`` reads the truth from any API process.
+    """
+
+    __tablename__ = "service_counters"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -15,6 +15,10 @@
   and returns them. Call it again to change values within a test.
 - ``settings``: ``configure()`` with no overrides.
 
+Each test starts with one API key of the tenant ``local``, in ``settings.api_key``
+and ``STEEP_API_KEY`` (which the CLI sends), because distributed mode needs a key on
+every request; ``tests.services.auth`` builds clients that send it.
+
 Before each test that uses ``configure`` or ``settings``, every table's rows
 are deleted and the broker's queue is purged, so tests do not see each other's
 jobs or messages.
@@ -30,8 +34,10 @@ from typing import Any
 import psycopg
 import pytest
 import redis
+from pydantic import SecretStr
 from sqlalchemy import delete
 
+from services.keys import LOCAL_TENANT, create_key
 from services.settings import Settings, get_settings
 from services.store.db import dispose_engine, session_scope
 from services.store.migrate import upgrade
@@ -123,12 +129,15 @@ def configure(
             "data_dir": tmp_path / "data",
             "database_url": database_url,
             "broker_url": broker_url,
+            "api_key": local_key,
             **TEST_SETTINGS,
             **overrides,
         }
         settings = Settings(**values)
         for name in Settings.model_fields:
             value = getattr(settings, name)
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
             if value is None:
                 monkeypatch.delenv(f"STEEP_{name.upper()}", raising=False)
             else:
@@ -138,6 +147,7 @@ def configure(
         return settings
 
     _delete_all_rows(database_url)
+    local_key = create_key(Settings(database_url=database_url), LOCAL_TENANT).secret
     configure_settings()
     celery_app().control.purge()
     yield configure_settings

@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 from services.api.app import create_app
 from services.settings import Settings
 from services.worker.runner import run_job
+from tests.services.auth import client_for
 
 # The one-weight example: y_hat = w * x with x = 2, y = 10, w = 0.5 and one SGD step.
 TEA_SPEC: dict[str, Any] = {
@@ -52,7 +53,7 @@ Train = Callable[[str], str]
 @pytest.fixture
 def client(settings: Settings) -> Iterator[TestClient]:
     """A client for an app on this mode's database and broker."""
-    with TestClient(create_app(settings)) as test_client:
+    with client_for(create_app(settings)) as test_client:
         yield test_client
 
 

@@ -17,6 +17,7 @@ from services.api.app import create_app
 from services.jobs import count_parameters
 from services.settings import Settings
 from tests.services.api.conftest import IRIS_SPEC, TEA_SPEC, Train, assert_problem, submit
+from tests.services.auth import client_for
 
 
 def test_tea_job_trains_to_the_worked_example(client: TestClient, train: Train) -> None:
@@ -101,7 +102,7 @@ def test_unexpected_error_hides_internals(
 
     monkeypatch.setattr(jobs, "get_job", fail)
 
-    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+    with client_for(create_app(settings), raise_server_exceptions=False) as client:
         response = client.get("/v1/jobs/any")
 
     problem = assert_problem(response, 500)
@@ -245,7 +246,7 @@ def test_epochs_above_server_limit_are_rejected(configure: Any) -> None:
     settings = configure(max_history_points=10)
     spec = _with("training.epochs", 11)
 
-    with TestClient(create_app(settings)) as limited:
+    with client_for(create_app(settings)) as limited:
         response = limited.post("/v1/jobs", json=spec)
 
     problem = assert_problem(response, 422)

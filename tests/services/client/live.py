@@ -76,6 +76,12 @@ class LiveService:
     settings: Settings
     workers: InlineWorkers
 
+    @property
+    def api_key(self) -> str | None:
+        """The key of the tenant ``local`` that the ``configure`` fixture created."""
+        key = self.settings.api_key
+        return key.get_secret_value() if key else None
+
 
 @contextmanager
 def live_service(

@@ -70,7 +70,7 @@ def test_job_commands_exit_codes_and_json(service: LiveService, tmp_path: Path) 
 
 def test_cancelled_job_exits_1(service: LiveService) -> None:
     """watch exits 1 for a job that ended cancelled."""
-    with Client(service.url) as steep:
+    with Client(service.url, service.api_key) as steep:
         job = steep.submit(LONG_SPEC)
         wait_until_running(steep, job.id)
 

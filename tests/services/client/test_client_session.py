@@ -53,7 +53,7 @@ def test_user_session_through_client(service: LiveService, tmp_path: Path) -> No
     """Upload, train, read history and weights, predict locally and remotely, sweep, clean up."""
     rows = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]]
 
-    with Client(service.url) as steep:
+    with Client(service.url, service.api_key) as steep:
         dataset = steep.upload_dataset(write_iris_csv(tmp_path / "iris.csv"), target="species")
         job = steep.submit({**IRIS_SPEC, "dataset": dataset["id"]})
         finished = steep.wait(job.id, poll_seconds=0.05, timeout=60)
@@ -158,7 +158,7 @@ def test_user_session_through_client(service: LiveService, tmp_path: Path) -> No
 def test_history_as_frame(service: LiveService) -> None:
     """history(as_frame=True) is a DataFrame indexed by epoch with the same values."""
     pandas = pytest.importorskip("pandas")
-    with Client(service.url) as steep:
+    with Client(service.url, service.api_key) as steep:
         job = steep.wait(steep.submit(IRIS_SPEC).id, poll_seconds=0.05, timeout=60)
         columns = steep.history(job.id)
         frame = steep.history(job.id, as_frame=True)
@@ -195,9 +195,9 @@ def test_retried_submit_makes_one_job(service: LiveService) -> None:
     """A submit whose response was lost is retried with the same key and makes one job."""
     transport = DropFirstPostResponse()
 
-    with Client(service.url, transport=transport) as steep:
+    with Client(service.url, service.api_key, transport=transport) as steep:
         job = steep.submit(IRIS_SPEC)
-    with Client(service.url) as steep:
+    with Client(service.url, service.api_key) as steep:
         jobs = steep.list_jobs().items
 
     assert transport.posts == 2
@@ -209,9 +209,9 @@ def test_retried_sweep_submit_makes_one_sweep(service: LiveService) -> None:
     transport = DropFirstPostResponse()
     body = {"base": IRIS_SPEC, "parameters": {"optimizer.lr": {"values": [0.01, 0.02]}}}
 
-    with Client(service.url, transport=transport) as steep:
+    with Client(service.url, service.api_key, transport=transport) as steep:
         sweep = steep.submit_sweep(body)
-    with Client(service.url) as steep:
+    with Client(service.url, service.api_key) as steep:
         sweeps = steep.list_sweeps().items
         jobs = steep.list_jobs().items
 
@@ -224,7 +224,7 @@ def test_error_responses_raise_typed_errors(service: LiveService) -> None:
     """404, 422 and 409 responses raise their own SteepError subclasses with the details."""
     bad_spec = {**IRIS_SPEC, "optimizer": {"type": "adam", "lr": -1}}
 
-    with Client(service.url) as steep:
+    with Client(service.url, service.api_key) as steep:
         with pytest.raises(NotFoundError) as missing:
             steep.get("no-such-job")
         with pytest.raises(ValidationError) as invalid:

@@ -22,6 +22,7 @@ from fastapi.testclient import TestClient
 from services.api.app import create_app
 from services.settings import Settings
 from services.worker.runner import run_job
+from tests.services.auth import bearer, client_for
 from tests.services.conftest import Configure
 
 # Small enough that an oversize upload is quick to build, large enough for every fixture.
@@ -39,7 +40,7 @@ def settings(configure: Configure) -> Settings:
 @pytest.fixture
 def client(settings: Settings) -> Iterator[TestClient]:
     """A client for an app on this mode's database and broker."""
-    with TestClient(create_app(settings)) as test_client:
+    with client_for(create_app(settings)) as test_client:
         yield test_client
 
 
@@ -59,6 +60,7 @@ class LiveServer:
 
     url: str
     pid: int
+    headers: dict[str, str]
 
 
 StartServer = Callable[..., LiveServer]
@@ -74,7 +76,8 @@ def start_server(configure: Configure) -> Iterator[StartServer]:
     processes: list[subprocess.Popen[bytes]] = []
 
     def start(**overrides: Any) -> LiveServer:
-        configure(**overrides)
+        settings = configure(**overrides)
+        assert settings.api_key is not None
         port = _free_port()
         command = [
             sys.executable,
@@ -93,7 +96,7 @@ def start_server(configure: Configure) -> Iterator[StartServer]:
         processes.append(process)
         url = f"http://127.0.0.1:{port}"
         _wait_until_up(url, process)
-        return LiveServer(url, process.pid)
+        return LiveServer(url, process.pid, bearer(settings.api_key.get_secret_value()))
 
     yield start
     for process in processes:

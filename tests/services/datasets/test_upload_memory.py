@@ -54,7 +54,7 @@ def test_upload_near_limit_memory_bounded(start_server: StartServer, tmp_path: P
     server = start_server(max_upload_bytes=UPLOAD_LIMIT)
     data = tmp_path / "near-limit.csv"
     size = _write_csv(data, UPLOAD_LIMIT)
-    with httpx.Client(base_url=server.url, timeout=300) as http:
+    with httpx.Client(base_url=server.url, headers=server.headers, timeout=300) as http:
         warm_up = http.post("/v1/datasets", files={"file": ("w.csv", b"a,y\n1,0\n2,1\n")})
         assert warm_up.status_code == 201, warm_up.text
         before = _peak_rss_bytes(server.pid)

@@ -9,10 +9,10 @@ import time
 
 import pytest
 from fastapi import FastAPI
-from fastapi.testclient import TestClient
 
 from services.api.app import create_app
 from services.worker.enqueue import enqueue_job
+from tests.services.auth import client_for
 from tests.services.conftest import Configure
 from tests.services.durability.checks import (
     DISTRIBUTED_ONLY,
@@ -72,7 +72,7 @@ def test_killed_worker_job_resumes_bit_for_bit(configure: Configure, processes: 
 
 def _check_public_transitions(app: FastAPI, job_id: str, killed: Worker) -> None:
     """GET /v1/jobs/{id} lists each attempt with its worker, the reason and the time, in order."""
-    with TestClient(app) as client:
+    with client_for(app) as client:
         response = client.get(f"/v1/jobs/{job_id}")
 
     assert response.status_code == 200, response.text

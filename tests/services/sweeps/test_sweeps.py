@@ -20,6 +20,7 @@ from services.store.db import session_scope
 from services.store.models import Job, Transition
 from services.worker.runner import run_job
 from services.worker.sweeper import advance_sweeps
+from tests.services.auth import client_for
 from tests.services.client.live import IRIS_SPEC, live_service
 from tests.services.conftest import Configure
 
@@ -46,7 +47,7 @@ def enqueue() -> RecordingEnqueue:
 def client(settings: Settings, enqueue: RecordingEnqueue) -> Iterator[TestClient]:
     app = create_app(settings)
     app.state.enqueue = enqueue
-    with TestClient(app) as test_client:
+    with client_for(app) as test_client:
         yield test_client
 
 
@@ -211,7 +212,7 @@ def test_too_many_trials_is_422(configure: Configure, enqueue: RecordingEnqueue)
     app.state.enqueue = enqueue
     body = {"base": IRIS_SPEC, "parameters": {"optimizer.lr": {"values": [0.1, 0.2, 0.3]}}}
 
-    with TestClient(app) as client:
+    with client_for(app) as client:
         grid = client.post(
             "/v1/sweeps",
             json={
@@ -236,7 +237,10 @@ def test_max_parallel_two_never_runs_three(settings: Settings) -> None:
         "parameters": {"optimizer.lr": {"values": [0.01, 0.02, 0.03, 0.04, 0.05, 0.06]}},
         "max_parallel": 2,
     }
-    with live_service(settings, max_workers=3) as service, Client(service.url) as steep:
+    with (
+        live_service(settings, max_workers=3) as service,
+        Client(service.url, service.api_key) as steep,
+    ):
         sweep = steep.submit_sweep(body)
         ended = steep.wait_sweep(sweep.id, poll_seconds=0.1, timeout=90)
 

@@ -1,0 +1,119 @@
+"""``steep keys``: create, list and revoke API keys, straight in the service's database.
+
+These are operator commands: they run where the settings name the database (the
+same ``STEEP_DATABASE_URL`` as the API), not through the API. A key is printed
+once, when it is created; the database keeps only its SHA-256.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from services.errors import InvalidInput, NotFound
+from services.keys import KeyInfo, create_key, list_keys, revoke_key
+from services.settings import get_settings
+
+__all__ = ["app"]
+
+app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
+console = Console(soft_wrap=True)
+error_console = Console(stderr=True, soft_wrap=True)
+
+EXIT_BAD_INPUT = 2
+EXIT_NOT_FOUND = 4
+
+
+@app.command("create")
+def create(
+    tenant: Annotated[str, typer.Option(help="The tenant the key acts for.")],
+    name: Annotated[
+        str | None, typer.Option(help="A label to tell keys apart, e.g. who holds it.")
+    ] = None,
+    operator: Annotated[
+        bool, typer.Option(help="Also allow /metrics, which covers every tenant.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the key as JSON.")] = False,
+) -> None:
+    """Create a key for TENANT and print it. It is shown only this once.
+
+    Exit codes: 0 created, 2 the tenant name is not valid.
+    """
+    try:
+        created = create_key(get_settings(), tenant, name=name, operator=operator)
+    except InvalidInput as error:
+        error_console.print(f"[red]{error.message}[/red]", markup=True, highlight=False)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    if as_json:
+        print(json.dumps({**_as_dict(created.info), "key": created.secret}))
+        return
+    # The key alone on stdout, so that `KEY=$(steep keys create ...)` works.
+    print(created.secret)
+    error_console.print(
+        f"key {created.info.id} for tenant {tenant!r} created; store it now, it is not "
+        "shown again. Clients send it as 'Authorization: Bearer <key>' (the CLI reads "
+        "STEEP_API_KEY).",
+        highlight=False,
+        markup=False,
+    )
+
+
+@app.command("ls")
+def list_command(
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant's keys.")] = None,
+    revoked: Annotated[bool, typer.Option("--all", help="Include revoked keys.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the keys as JSON.")] = False,
+) -> None:
+    """List API keys, oldest first, by id and first characters; never the keys themselves."""
+    keys = list_keys(get_settings(), tenant, include_revoked=revoked)
+    if as_json:
+        print(json.dumps([_as_dict(key) for key in keys]))
+        return
+    table = Table(title="API keys")
+    # The id is what `steep keys revoke` takes, so it is never cut short.
+    table.add_column("id", no_wrap=True, min_width=20)
+    for column in ("tenant", "name", "starts with", "operator", "created", "revoked"):
+        table.add_column(column)
+    for key in keys:
+        table.add_row(
+            key.id,
+            key.tenant,
+            key.name or "",
+            key.prefix + "...",
+            "yes" if key.operator else "",
+            f"{key.created_at:%Y-%m-%d %H:%M}",
+            f"{key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "",
+        )
+    console.print(table)
+
+
+@app.command("revoke")
+def revoke(
+    key_id: Annotated[str, typer.Argument(help="The key's id, from `steep keys ls`.")],
+) -> None:
+    """Revoke a key: every request with it gets 401 from now on.
+
+    Exit codes: 0 revoked (or already revoked), 4 no key has that id.
+    """
+    try:
+        key = revoke_key(get_settings(), key_id)
+    except NotFound as error:
+        error_console.print(f"[red]{error.message}[/red]", highlight=False)
+        raise typer.Exit(EXIT_NOT_FOUND) from None
+    console.print(f"key {key.id} of tenant {key.tenant!r} revoked", highlight=False, markup=False)
+
+
+def _as_dict(key: KeyInfo) -> dict[str, object]:
+    return {
+        "id": key.id,
+        "tenant": key.tenant,
+        "name": key.name,
+        "prefix": key.prefix,
+        "operator": key.operator,
+        "created_at": key.created_at.isoformat(),
+        "revoked_at": key.revoked_at.isoformat() if key.revoked_at else None,
+    }

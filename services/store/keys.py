@@ -1,0 +1,50 @@
+"""Queries on API keys. Only the SHA-256 of a secret is stored, and looked up by it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from services.store.models import ApiKey, utcnow
+
+__all__ = ["find_active_key", "get_key", "insert_key", "list_keys", "revoke_key"]
+
+
+def insert_key(session: Session, key: ApiKey) -> None:
+    session.add(key)
+    session.flush()
+
+
+def find_active_key(session: Session, secret_sha256: str) -> ApiKey | None:
+    """Return the unrevoked key whose secret hashes to ``secret_sha256``, if any."""
+    return session.scalars(
+        select(ApiKey).where(ApiKey.secret_sha256 == secret_sha256, ApiKey.revoked_at.is_(None))
+    ).one_or_none()
+
+
+def get_key(session: Session, key_id: str) -> ApiKey | None:
+    return session.get(ApiKey, key_id)
+
+
+def list_keys(
+    session: Session, tenant: str | None = None, *, include_revoked: bool = False
+) -> Sequence[ApiKey]:
+    """Return keys oldest first, of one tenant or of all."""
+    query = select(ApiKey).order_by(ApiKey.created_at, ApiKey.id)
+    if tenant is not None:
+        query = query.where(ApiKey.tenant == tenant)
+    if not include_revoked:
+        query = query.where(ApiKey.revoked_at.is_(None))
+    return session.scalars(query).all()
+
+
+def revoke_key(session: Session, key_id: str) -> bool:
+    """Mark the key revoked; return False when no unrevoked key has that id."""
+    result = session.execute(
+        update(ApiKey)
+        .where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
+    return bool(result.rowcount)
