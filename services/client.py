@@ -42,6 +42,7 @@ from services.client_models import (
     Prediction,
     Sweep,
 )
+from services.settings import get_settings
 
 if TYPE_CHECKING:
     import numpy as np
@@ -78,7 +79,9 @@ class Client:
     Connection errors and 502/503/504 responses are retried up to ``retries`` times
     with backoff. Submits of jobs and sweeps are retried with the same
     ``Idempotency-Key``, so a retry after a lost response never creates a second one.
-    ``transport`` replaces httpx's default transport (for tests, proxies or mounts).
+    ``api_key`` is sent as ``Authorization: Bearer``; without it, the key of the
+    ``STEEP_API_KEY`` setting is sent, if set. ``transport`` replaces httpx's default
+    transport (for tests, proxies or mounts).
     """
 
     def __init__(
@@ -90,6 +93,8 @@ class Client:
         retries: int = 3,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
+        if api_key is None and (configured := get_settings().api_key) is not None:
+            api_key = configured.get_secret_value()
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.base_url = base_url.rstrip("/")
         self._http = httpx.Client(

@@ -60,11 +60,9 @@ EXIT_NOT_FOUND = 4
 
 
 def new_client(url: str | None) -> Client:
-    """Return a client on ``url`` (default: the settings' base URL) that sends the API
-    key of ``STEEP_API_KEY``, if set."""
-    settings = get_settings()
-    api_key = settings.api_key.get_secret_value() if settings.api_key else None
-    return Client(url or settings.base_url, api_key)
+    """Return a client on ``url`` (default: the settings' base URL); it sends the API key
+    of ``STEEP_API_KEY``, if set."""
+    return Client(url or get_settings().base_url)
 
 
 @contextmanager

@@ -263,6 +263,7 @@ class _ServiceGroup:
             stderr_console.print(f"the API did not start on {url}; see the log above")
             return 1
         console.print(f"steep is running at {url} (API docs at {url}/docs)")
+        console.print(_auth_mode(self.settings))
         console.print("press Ctrl-C to stop")
         return self._wait_for_stop()
 
@@ -342,8 +343,15 @@ def _start_detached(settings: Settings) -> int:
         return 1
     url = settings.base_url
     console.print(f"steep is running at {url} (API docs at {url}/docs), pid {process.pid}")
+    console.print(_auth_mode(settings))
     console.print(f"log: {log_path}; stop it with `steep serve --stop`")
     return 0
+
+
+def _auth_mode(settings: Settings) -> str:
+    if settings.keys_required:
+        return "API keys required: create one with `steep keys create --tenant NAME`"
+    return "no API key needed on loopback: requests without one act as the tenant 'local'"
 
 
 def _wait_until_healthy(base_url: str, process: subprocess.Popen[bytes]) -> bool:
