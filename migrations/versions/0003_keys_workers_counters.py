@@ -45,9 +45,7 @@ def upgrade() -> None:
         sa.Column("pid", sa.Integer(), nullable=False),
         sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("last_seen_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column(
-            "job_id", sa.String(length=64), nullable=True, comment="The job it is training."
-        ),
+        sa.Column("job_id", sa.String(length=64), nullable=True, comment="The job it is training."),
         sa.Column("stopped_at", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id"),
     )

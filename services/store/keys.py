@@ -42,9 +42,10 @@ def list_keys(
 
 def revoke_key(session: Session, key_id: str) -> bool:
     """Mark the key revoked; return False when no unrevoked key has that id."""
-    result = session.execute(
+    revoked = session.scalars(
         update(ApiKey)
         .where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None))
         .values(revoked_at=utcnow())
-    )
-    return bool(result.rowcount)
+        .returning(ApiKey.id)
+    ).first()
+    return revoked is not None

@@ -174,9 +174,7 @@ def test_keys_absent_from_logs(
         assert secret[len("steep_") :] not in caplog.text
 
 
-def test_api_process_debug_logs_omit_keys(
-    settings: Settings, tmp_path: Path
-) -> None:
+def test_api_process_debug_logs_omit_keys(settings: Settings, tmp_path: Path) -> None:
     """The real ``steep api`` process, with uvicorn's access log on and DEBUG JSON logs."""
     secret = tenant_key(settings, "acme")
     port = _free_port()
