@@ -7,9 +7,11 @@ import logging
 from fastapi import Depends, FastAPI
 
 from services.api.deps import current_principal
+from services.api.metrics import install_metrics
 from services.api.problems import RequestIdMiddleware, install_problem_handlers, problem_responses
 from services.api.routes import dashboard, datasets, experiments, health, jobs, sweeps
 from services.api.routes.docs import install_docs
+from services.api.security_headers import install_security_headers
 from services.settings import Settings, get_settings
 from services.worker.enqueue import enqueue_job
 
@@ -44,6 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings or get_settings()
     app.state.enqueue = enqueue_job
     install_problem_handlers(app)
+    install_metrics(app)
     app.add_middleware(RequestIdMiddleware)
     # Every /v1 route needs a key (or the keyless local mode); dependencies run once
     # per request, so routes that also ask for the tenant do not look the key up again.
@@ -54,6 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(dashboard.router)
     install_docs(app)
+    install_security_headers(app)
     _log_auth_mode(app.state.settings)
     return app
 

@@ -10,7 +10,7 @@ that the user must fix.
 
 import typer
 
-from services.cli import datasets, jobs, keys, local, remote, service, sweeps
+from services.cli import datasets, jobs, keys, local, remote, service, status, sweeps
 
 app = typer.Typer(
     name="steep",
@@ -25,6 +25,7 @@ app.add_typer(datasets.app, name="datasets")
 app.add_typer(jobs.app, name="jobs")
 app.add_typer(keys.app, name="keys")
 app.add_typer(sweeps.app)
+app.add_typer(status.app)
 
 
 def main() -> None:

@@ -27,6 +27,7 @@ from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from services.store import counters
 from services.store.db import session_scope
 from services.store.models import (
     Checkpoint,
@@ -235,6 +236,8 @@ def flush(
     history: Sequence[Mapping[str, float]],
     progress: Progress | None = None,
     checkpoint: bytes | None = None,
+    *,
+    samples_per_epoch: int = 0,
 ) -> FlushResult:
     """Renew the lease and write buffered epochs, progress and a checkpoint in one transaction.
 
@@ -242,6 +245,10 @@ def flush(
     ``TrainingState.to_bytes()`` taken at ``progress.epoch``; it replaces the stored one.
     Without ``progress`` the write only renews the lease and reads the cancel flag and the
     stop request.
+
+    The same transaction adds to the service counters: one lease renewal, and the epochs
+    of ``history`` not stored yet, each with ``samples_per_epoch`` training samples
+    (0 when the caller does not know them).
     """
     if checkpoint is not None and progress is None:
         raise ValueError("a checkpoint needs the progress it was taken at")
@@ -259,10 +266,11 @@ def flush(
         ).first()
         if row is None:
             return FlushResult(ok=False, cancel_requested=False)
-        _insert_history(session, claim, history)
+        new_epochs = _insert_history(session, claim, history)
         if checkpoint is not None:
             assert progress is not None
             _store_checkpoint(session, claim, progress.epoch, checkpoint, now)
+        _count_work(session, claim, new_epochs, samples_per_epoch, lease_renewals=1)
     return FlushResult(
         ok=True,
         cancel_requested=bool(row.cancel_requested),
@@ -283,11 +291,13 @@ def finish(
     history: Sequence[Mapping[str, float]] = (),
     progress: Progress | None = None,
     weights: bytes | None = None,
+    samples_per_epoch: int = 0,
 ) -> bool:
     """Write the last epochs, the weights and the final status in one transaction.
 
     The stored checkpoint is deleted, because a finished job is never resumed.
     Returns False, writing nothing, when the attempt no longer owns the job.
+    The new epochs are counted as in ``flush``.
     """
     now = utcnow()
     values: dict[str, Any] = {
@@ -311,7 +321,7 @@ def finish(
         ).first()
         if row is None:
             return False
-        _insert_history(session, claim, history)
+        new_epochs = _insert_history(session, claim, history)
         if weights is not None:
             _upsert(
                 session,
@@ -322,6 +332,7 @@ def finish(
         session.execute(delete(Checkpoint).where(Checkpoint.job_id == claim.job_id))
         reason = stop_message or error_message or stop_reason
         _add_transition(session, claim.job_id, status, claim.attempt, claim.worker_id, reason, now)
+        _count_work(session, claim, new_epochs, samples_per_epoch)
     return True
 
 
@@ -332,12 +343,14 @@ def release(
     history: Sequence[Mapping[str, float]] = (),
     progress: Progress | None = None,
     checkpoint: bytes | None = None,
+    samples_per_epoch: int = 0,
 ) -> bool:
     """Put a running job back in the queue (a worker shutting down); False if not owned.
 
     ``history``, ``progress`` and ``checkpoint`` are written in the same transaction,
-    as in ``flush``. The next attempt resumes from the stored checkpoint. The caller
-    sends the new message after this returns, because the row must be committed first.
+    and the new epochs counted, as in ``flush``. The next attempt resumes from the
+    stored checkpoint. The caller sends the new message after this returns, because
+    the row must be committed first.
     """
     if checkpoint is not None and progress is None:
         raise ValueError("a checkpoint needs the progress it was taken at")
@@ -361,13 +374,14 @@ def release(
         ).first()
         if row is None:
             return False
-        _insert_history(session, claim, history)
+        new_epochs = _insert_history(session, claim, history)
         if checkpoint is not None:
             assert progress is not None
             _store_checkpoint(session, claim, progress.epoch, checkpoint, now)
         _add_transition(
             session, claim.job_id, "queued", claim.attempt, claim.worker_id, reason, now
         )
+        _count_work(session, claim, new_epochs, samples_per_epoch)
     return True
 
 
@@ -380,6 +394,7 @@ def reap_expired_leases(max_attempts: int, *, database_url: str | None = None) -
     A job goes back to ``queued``, with ``enqueued_at`` set, and the caller sends its
     message. Once its ``attempt`` has reached ``max_attempts``, it fails with
     stop_reason ``worker_lost`` instead. A job whose cancel was requested ends ``cancelled``.
+    The same transaction adds each reaped job to the jobs-reaped counter of its new status.
     """
     now = utcnow()
     reaped: list[ReapedJob] = []
@@ -417,6 +432,11 @@ def reap_expired_leases(max_attempts: int, *, database_url: str | None = None) -
             reason = values.get("stop_message") or f"lease expired on worker {job.worker_id}"
             _add_transition(session, job.id, status, job.attempt, job.worker_id, reason, now)
             reaped.append(ReapedJob(job.id, job.attempt, job.worker_id, status))
+        reaped_by_status: dict[str, int] = {}
+        for reaped_job in reaped:
+            name = counters.jobs_reaped(reaped_job.status)
+            reaped_by_status[name] = reaped_by_status.get(name, 0) + 1
+        counters.add_counts(session, reaped_by_status)
     return reaped
 
 
@@ -550,13 +570,14 @@ def _progress_values(progress: Progress) -> dict[str, Any]:
     }
 
 
-def _insert_history(session: Session, claim: Claim, history: Iterable[Mapping[str, float]]) -> None:
-    """Insert epoch records, overwriting rows of the same epochs.
+def _insert_history(session: Session, claim: Claim, history: Iterable[Mapping[str, float]]) -> int:
+    """Insert epoch records, overwriting rows of the same epochs; return how many were new.
 
     Only a fenced transaction calls this, and the claim deleted every row after the
     checkpoint, so an existing row can only come from this attempt's own earlier
     commit: one whose acknowledgement was lost, so that the worker sent it again.
-    Overwriting makes that retry succeed instead of failing on the primary key.
+    Overwriting makes that retry succeed instead of failing on the primary key, and
+    leaving such rows out of the count keeps the retry from counting its epochs twice.
     """
     rows = [
         {
@@ -568,13 +589,37 @@ def _insert_history(session: Session, claim: Claim, history: Iterable[Mapping[st
         for record in history
     ]
     if not rows:
-        return
+        return 0
+    epochs = {row["epoch"] for row in rows}
+    stored = session.scalars(
+        select(HistoryRow.epoch).where(
+            HistoryRow.job_id == claim.job_id, HistoryRow.epoch.in_(epochs)
+        )
+    ).all()
     statement = _dialect_insert(session, HistoryRow)
     statement = statement.on_conflict_do_update(
         index_elements=["job_id", "epoch"],
         set_={"attempt": statement.excluded.attempt, "values": statement.excluded["values"]},
     )
     session.execute(statement, rows)
+    return len(epochs - set(stored))
+
+
+def _count_work(
+    session: Session,
+    claim: Claim,
+    new_epochs: int,
+    samples_per_epoch: int,
+    *,
+    lease_renewals: int = 0,
+) -> None:
+    """Add an attempt's newly stored epochs, their samples and its renewals to the counters."""
+    counts = {
+        counters.EPOCHS_TRAINED: new_epochs,
+        counters.SAMPLES_TRAINED: new_epochs * samples_per_epoch,
+        counters.LEASE_RENEWALS: lease_renewals,
+    }
+    counters.add_counts(session, counts, source=claim.worker_id)
 
 
 def _store_checkpoint(

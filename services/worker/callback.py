@@ -65,6 +65,8 @@ class JobCallback(core.Callback):
         self.fault_exit_at_epoch = settings.fault_exit_at_epoch
 
         self.pending: list[dict[str, float]] = []
+        # Training rows per epoch, for the samples-trained counter; known from the first epoch.
+        self.samples_per_epoch = 0
         self.lost = False
         self.cancelled = False
         # Set when the training loop stopped at an epoch end to hand the job back.
@@ -86,6 +88,7 @@ class JobCallback(core.Callback):
 
     def on_epoch_end(self, trainer: core.Trainer, record: dict[str, float]) -> None:
         self.pending.append(record)
+        self.samples_per_epoch = len(trainer.data.x_train)
         logger.debug("job %s epoch %d: %s", self.claim.job_id, trainer.epoch, record)
         exit_if_fault_at(self.fault_exit_at_epoch, self.claim, trainer.epoch)
         if trainer.should_stop or trainer.epoch >= self.claim.epochs:
@@ -168,7 +171,13 @@ class JobCallback(core.Callback):
         started = time.monotonic()
         progress = progress_of(trainer, self.claim.epochs)
         try:
-            result = runs.flush(self.claim, self.pending, progress, checkpoint)
+            result = runs.flush(
+                self.claim,
+                self.pending,
+                progress,
+                checkpoint,
+                samples_per_epoch=self.samples_per_epoch,
+            )
         except SQLAlchemyError as error:
             self._on_flush_error(error)
             return

@@ -22,6 +22,7 @@ thread stops at its next batch without writing anything more.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 import time
@@ -61,8 +62,12 @@ class Heartbeat:
         self._lock = threading.Lock()
         # Monotonic time until which the row's lease has certainly not expired.
         self._deadline = claim.lease_started + claim.lease_seconds
+        # The thread runs in a copy of this context, so its log records carry the job id.
         self._thread = threading.Thread(
-            target=self._run, name=f"heartbeat-{claim.job_id}", daemon=True
+            target=contextvars.copy_context().run,
+            args=(self._run,),
+            name=f"heartbeat-{claim.job_id}",
+            daemon=True,
         )
 
     # The training thread's side -------------------------------------------------

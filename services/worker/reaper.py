@@ -1,6 +1,6 @@
 """The reaper: recovers jobs whose worker died and jobs whose message was lost.
 
-Each pass does two things:
+Each pass does three things:
 
 - A running job whose lease expired goes back to ``queued`` and gets a new
   message; it resumes from its last checkpoint. Once its ``attempt`` reaches
@@ -10,6 +10,8 @@ Each pass does two things:
   message is harmless: only one claim can win. Further resends of a job come
   at growing intervals (``runs.resend_stale_queued``), so that jobs waiting
   behind a long backlog do not flood the broker with duplicates.
+- Rows of worker processes that stopped, or went silent, a day ago are deleted
+  (``services.store.workers.prune_workers``).
 
 A worker renews its lease from a heartbeat thread, at least three times per
 lease, whatever the length of its batches. So ``lease_seconds`` is how long a
@@ -27,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from services.settings import Settings
-from services.store import runs
+from services.store import runs, workers
 from services.worker.enqueue import enqueue_job
 from services.worker.sweeper import ensure_sweeper_thread
 
@@ -40,12 +42,13 @@ Enqueue = Callable[[str], bool]
 
 @dataclass
 class ReapReport:
-    """The ids of the jobs one pass changed or sent again."""
+    """The ids of the jobs one pass changed or sent again, and of the workers it deleted."""
 
     requeued: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     cancelled: list[str] = field(default_factory=list)
     resent: list[str] = field(default_factory=list)
+    pruned_workers: list[str] = field(default_factory=list)
 
 
 def reap_once(settings: Settings, *, enqueue: Enqueue = enqueue_job) -> ReapReport:
@@ -84,6 +87,13 @@ def reap_once(settings: Settings, *, enqueue: Enqueue = enqueue_job) -> ReapRepo
             len(report.resent),
             settings.requeue_after_seconds,
             ", ".join(report.resent[:10]),
+        )
+
+    report.pruned_workers = workers.prune_workers(database_url=database_url)
+    if report.pruned_workers:
+        logger.info(
+            "deleted the rows of %d workers stopped or silent for a day",
+            len(report.pruned_workers),
         )
     return report
 

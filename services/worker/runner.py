@@ -29,6 +29,7 @@ import core
 from core.paramfile import to_npz_bytes
 from services.datasets import load_dataset
 from services.errors import NotFound
+from services.logging_setup import log_context
 from services.settings import Settings
 from services.store import runs
 from services.store.db import session_scope
@@ -78,7 +79,16 @@ def run_job(
       to the queue.
     - ``"lost"``: another attempt owns the job now, or the lease may have expired
       while the database was unreachable, so nothing more was written.
+
+    Every record logged meanwhile carries ``job_id``, and ``attempt`` once claimed.
     """
+    with log_context(job_id=job_id):
+        return _claim_and_run(job_id, worker_id, settings, shutdown)
+
+
+def _claim_and_run(
+    job_id: str, worker_id: str, settings: Settings, shutdown: StopFlag | None
+) -> str:
     if shutdown is not None and shutdown.is_set():
         # A worker that is shutting down can still receive a message it had already
         # fetched. Send it back for another worker instead of claiming the job.
@@ -91,6 +101,12 @@ def run_job(
     if claim is None:
         logger.info("job %s is not queued, so worker %s dropped its message", job_id, worker_id)
         return "skipped"
+    with log_context(attempt=claim.attempt):
+        return _run_claimed(claim, settings, shutdown)
+
+
+def _run_claimed(claim: runs.Claim, settings: Settings, shutdown: StopFlag | None) -> str:
+    job_id, worker_id = claim.job_id, claim.worker_id
     logger.info(
         "job %s running (attempt %d, worker %s, starting after epoch %d)",
         job_id,
@@ -144,14 +160,14 @@ def _train(
         heartbeat.stop()
         if callback.lost:
             return _report_lost(claim)
-        return _fail_with_error(claim, heartbeat.deadline, error, callback.pending)
+        return _fail_with_error(claim, heartbeat.deadline, error, callback)
     heartbeat.stop()
 
     if callback.lost:
         return _report_lost(claim)
     if result.stop_reason == RELEASED:
         return _release(claim, heartbeat.deadline, callback)
-    return _finish(claim, heartbeat.deadline, result, callback.pending)
+    return _finish(claim, heartbeat.deadline, result, callback)
 
 
 # Building the trainer ------------------------------------------------------------------
@@ -207,29 +223,27 @@ def _final_progress(result: core.FitResult) -> runs.Progress:
 
 
 def _finish(
-    claim: runs.Claim,
-    deadline: float,
-    result: core.FitResult,
-    pending: list[dict[str, float]],
+    claim: runs.Claim, deadline: float, result: core.FitResult, callback: JobCallback
 ) -> str:
     try:
         weights = to_npz_bytes(result.model)
     except (TypeError, ValueError) as error:  # a class label the parameter file cannot store
-        return _fail_with_error(claim, deadline, error, pending)
+        return _fail_with_error(claim, deadline, error, callback)
     return _end(
         claim,
         deadline,
         status=FINAL_STATUS[result.stop_reason],
         stop_reason=result.stop_reason,
         stop_message=result.stop_message,
-        history=pending,
+        history=callback.pending,
+        samples_per_epoch=callback.samples_per_epoch,
         progress=_final_progress(result),
         weights=weights,
     )
 
 
 def _fail_with_error(
-    claim: runs.Claim, deadline: float, error: Exception, pending: list[dict[str, float]]
+    claim: runs.Claim, deadline: float, error: Exception, callback: JobCallback
 ) -> str:
     if not isinstance(error, _USER_ERRORS):
         logger.error(
@@ -246,7 +260,8 @@ def _fail_with_error(
         stop_reason="error",
         error_type=type(error).__name__,
         error_message=str(error),
-        history=pending,
+        history=callback.pending,
+        samples_per_epoch=callback.samples_per_epoch,
     )
 
 
@@ -291,6 +306,7 @@ def _release(claim: runs.Claim, deadline: float, callback: JobCallback) -> str:
             "history": list(callback.pending),
             "progress": callback.release_progress,
             "checkpoint": callback.release_checkpoint,
+            "samples_per_epoch": callback.samples_per_epoch,
         }
     else:
         # Stopped inside an epoch: the epochs since the stored checkpoint are trained again.

@@ -13,13 +13,23 @@ import os
 from typing import Any
 
 from celery import Task, shared_task
-from celery.signals import setup_logging, worker_init, worker_process_init, worker_shutting_down
+from celery.concurrency import get_implementation
+from celery.concurrency.prefork import TaskPool as PreforkPool
+from celery.signals import (
+    setup_logging,
+    worker_init,
+    worker_process_init,
+    worker_process_shutdown,
+    worker_shutdown,
+    worker_shutting_down,
+)
 from threadpoolctl import threadpool_limits
 
 from services.logging_setup import configure_logging
 from services.settings import get_settings
 from services.store.db import dispose_engine
 from services.worker.celery_app import RUN_JOB_TASK
+from services.worker.presence import WorkerPresence, worker_identity
 from services.worker.runner import run_job
 
 __all__ = ["ShutdownFlag", "limit_blas_threads", "run_job_task", "shutdown_requested"]
@@ -49,13 +59,25 @@ class ShutdownFlag:
 shutdown_requested = ShutdownFlag()
 
 
+# The presence row of this process when it runs jobs (the solo pool's process, or a
+# prefork child); None in a prefork parent and outside a worker.
+_presence: WorkerPresence | None = None
+
+
 @shared_task(name=RUN_JOB_TASK, bind=True, ignore_result=True)
 def run_job_task(self: Task, job_id: str) -> str:
     """Run the job ``job_id``; the message carries nothing else."""
     worker_id = f"{self.request.hostname}/{os.getpid()}"
-    return run_job(
-        job_id, worker_id=worker_id, settings=get_settings(), shutdown=shutdown_requested
-    )
+    presence = _presence
+    if presence is not None:
+        presence.set_job(job_id)
+    try:
+        return run_job(
+            job_id, worker_id=worker_id, settings=get_settings(), shutdown=shutdown_requested
+        )
+    finally:
+        if presence is not None:
+            presence.set_job(None)
 
 
 def limit_blas_threads(threads: int) -> None:
@@ -68,17 +90,53 @@ def _on_setup_logging(**_: Any) -> None:
     configure_logging(get_settings())
 
 
+def _start_presence(nodename: str) -> None:
+    global _presence
+    settings = get_settings()
+    _presence = WorkerPresence(
+        worker_identity(nodename), database_url=settings.resolved_database_url
+    )
+    _presence.start()
+
+
+def _stop_presence() -> None:
+    global _presence
+    if _presence is not None:
+        _presence.stop()
+        _presence = None
+
+
+def _runs_tasks_in_main_process(pool_cls: Any) -> bool:
+    """Tell whether a worker with this pool runs tasks in its own process (solo, threads)."""
+    return not issubclass(get_implementation(pool_cls), PreforkPool)
+
+
 @worker_init.connect
-def _on_worker_init(**_: Any) -> None:
+def _on_worker_init(sender: Any = None, **_: Any) -> None:
     # The solo pool runs tasks in this process.
     limit_blas_threads(get_settings().blas_threads)
+    if sender is not None and _runs_tasks_in_main_process(sender.pool_cls):
+        _start_presence(sender.hostname)
 
 
 @worker_process_init.connect
-def _on_worker_process_init(**_: Any) -> None:
+def _on_worker_process_init(sender: Any = None, **_: Any) -> None:
     # A prefork child must not reuse the pooled connections it inherited.
     dispose_engine()
     limit_blas_threads(get_settings().blas_threads)
+    # The sender is the node name.
+    if sender is not None:
+        _start_presence(str(sender))
+
+
+@worker_shutdown.connect
+def _on_worker_shutdown(**_: Any) -> None:
+    _stop_presence()
+
+
+@worker_process_shutdown.connect
+def _on_worker_process_shutdown(**_: Any) -> None:
+    _stop_presence()
 
 
 @worker_shutting_down.connect
