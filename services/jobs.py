@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core.spec import Dense, JobSpec, ModelSpec
-from services import catalog
+from services import catalog, quotas
 from services.datasets import load_dataset
 from services.errors import Conflict, InvalidInput, NotFound
 from services.schemas import (
@@ -39,7 +39,7 @@ from services.schemas import (
 from services.settings import Settings
 from services.store import history as history_store
 from services.store import jobs as job_store
-from services.store.db import session_scope
+from services.store.db import get_engine, session_scope
 from services.store.models import Job, Transition, utcnow
 
 __all__ = [
@@ -59,6 +59,11 @@ logger = logging.getLogger(__name__)
 
 Enqueue = Callable[[str], bool]
 
+# A job or a transition, as an ORM object or as a row of the columns its public view shows
+# (``job_store.read_job_view``). The view builders read either by attribute name.
+JobRow = Job | job_store.ViewRow
+TransitionRow = Transition | job_store.ViewRow
+
 
 # Reading -----------------------------------------------------------------------------
 
@@ -69,9 +74,15 @@ def get_job(settings: Settings, tenant: str, job_id: str) -> JobDetail:
     Raises:
         NotFound: no job of ``tenant`` has that id.
     """
-    with session_scope(settings.resolved_database_url, write=False) as session:
-        job = require_job(session, tenant, job_id)
-        return job_detail(job, job_store.list_transitions(session, job.id))
+    # A plain connection and Core statements, because pollers call this more than any other
+    # endpoint and an ORM session cost about four times as much (job_store.JOB_VIEW_QUERY).
+    engine = get_engine(settings.resolved_database_url)
+    with engine.connect() as connection, connection.begin():
+        job = job_store.read_job_view(connection, tenant, job_id)
+        if job is None:
+            raise NotFound(f"job {job_id!r} not found")
+        transitions = job_store.read_transition_views(connection, job_id)
+    return job_detail(job, transitions)
 
 
 def require_job(session: Session, tenant: str, job_id: str) -> Job:
@@ -86,7 +97,7 @@ def job_public(job: Job) -> JobPublic:
     return JobPublic(**_public_fields(job))
 
 
-def job_detail(job: Job, transitions: Sequence[Transition]) -> JobDetail:
+def job_detail(job: JobRow, transitions: Sequence[TransitionRow]) -> JobDetail:
     """Build the detailed view of a job row and its transitions."""
     return JobDetail(
         **_public_fields(job),
@@ -94,7 +105,7 @@ def job_detail(job: Job, transitions: Sequence[Transition]) -> JobDetail:
     )
 
 
-def transition_public(transition: Transition) -> TransitionPublic:
+def transition_public(transition: TransitionRow) -> TransitionPublic:
     return TransitionPublic(
         status=transition.status,
         attempt=transition.attempt,
@@ -104,7 +115,7 @@ def transition_public(transition: Transition) -> TransitionPublic:
     )
 
 
-def _public_fields(job: Job) -> dict[str, Any]:
+def _public_fields(job: JobRow) -> dict[str, Any]:
     best = None
     if job.best_epoch is not None:
         best = Best(epoch=job.best_epoch, monitor=job.monitor, value=finite_or_none(job.best_value))
@@ -255,6 +266,8 @@ def create_job(
     Raises:
         InvalidInput: the dataset is unknown, or the model does not fit it or the limits.
         Conflict: the idempotency key was used with a different spec.
+        QuotaExceeded: the tenant has as many jobs running or queued as its quotas allow.
+            A replay of an earlier request is never refused by a quota.
     """
     spec_json = spec.model_dump(mode="json")
     request_hash = _hash_spec(spec_json)
@@ -267,9 +280,7 @@ def create_job(
         n_parameters = check_spec(session, settings, tenant, spec)
     job = _new_job(tenant, spec, spec_json, n_parameters, idempotency_key, request_hash)
     try:
-        with session_scope(settings.resolved_database_url) as session:
-            job_store.insert_job(session, job)
-            detail = job_detail(job, job_store.list_transitions(session, job.id))
+        detail, created = _insert_within_quota(settings, tenant, job, request_hash)
     except IntegrityError:
         # Another request with the same key committed between the replay check and
         # this insert; the unique constraint on (tenant, idempotency_key) caught it.
@@ -279,6 +290,8 @@ def create_job(
         if replayed is None:
             raise
         return replayed, False
+    if not created:
+        return detail, False
 
     logger.info("job %s queued (tenant %s, dataset %s)", job.id, tenant, job.dataset)
     enqueue(job.id)
@@ -290,6 +303,31 @@ def _hash_spec(spec_json: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def _insert_within_quota(
+    settings: Settings, tenant: str, job: Job, request_hash: str
+) -> tuple[JobDetail, bool]:
+    """Insert the job if the tenant's quotas allow; return it and whether it was inserted.
+
+    The tenant's lock makes the quota count, the insert and the commit one step for
+    concurrent submits. A job that another request with the same idempotency key
+    stored while this one waited for the lock is returned instead, before the quota
+    check, so that a replay never gets a 429.
+
+    Raises:
+        QuotaExceeded: the tenant is at its running or queued quota.
+        Conflict: the idempotency key was used with a different spec meanwhile.
+    """
+    with session_scope(settings.resolved_database_url) as session:
+        job_store.lock_tenant_jobs(session, tenant)
+        if job.idempotency_key is not None:
+            replayed = _replay_in(session, tenant, job.idempotency_key, request_hash)
+            if replayed is not None:
+                return replayed, False
+        quotas.check_job_quota(session, settings, tenant)
+        job_store.insert_job(session, job)
+        return job_detail(job, job_store.list_transitions(session, job.id)), True
+
+
 def _replay(settings: Settings, tenant: str, key: str, request_hash: str) -> JobDetail | None:
     """Return the job an earlier request with ``key`` created, if any.
 
@@ -297,15 +335,19 @@ def _replay(settings: Settings, tenant: str, key: str, request_hash: str) -> Job
         Conflict: that request had another body.
     """
     with session_scope(settings.resolved_database_url, write=False) as session:
-        job = job_store.get_job_by_idempotency_key(session, tenant, key)
-        if job is None:
-            return None
-        if job.request_hash != request_hash:
-            raise Conflict(
-                f"Idempotency-Key {key!r} was already used for job {job.id} with a different "
-                "spec; send the same spec to get that job, or use a new key for a new job"
-            )
-        return job_detail(job, job_store.list_transitions(session, job.id))
+        return _replay_in(session, tenant, key, request_hash)
+
+
+def _replay_in(session: Session, tenant: str, key: str, request_hash: str) -> JobDetail | None:
+    job = job_store.get_job_by_idempotency_key(session, tenant, key)
+    if job is None:
+        return None
+    if job.request_hash != request_hash:
+        raise Conflict(
+            f"Idempotency-Key {key!r} was already used for job {job.id} with a different "
+            "spec; send the same spec to get that job, or use a new key for a new job"
+        )
+    return job_detail(job, job_store.list_transitions(session, job.id))
 
 
 def _new_job(
@@ -365,29 +407,17 @@ def check_spec(session: Session, settings: Settings, tenant: str, spec: JobSpec)
     Raises:
         InvalidInput: the dataset is unknown, has missing values the spec does not
             impute, or the last layer's units, the loss or the early-stopping monitor
-            do not fit the dataset. Also when the model has more
-            than ``settings.max_parameters`` parameters, or ``training.epochs`` is above
-            ``settings.max_history_points``.
+            do not fit the dataset. Also when the job breaks a per-job limit of
+            ``quotas.check_job_limits``: epochs, parameters, epochs times training
+            samples, or estimated memory.
     """
     dataset = catalog.require_dataset(session, tenant, spec.dataset)
     catalog.check_dataset_fits(spec, dataset)
     task = spec.resolved_task(dataset.task)
     _check_outputs(session, tenant, spec, dataset, task)
     _check_monitor(spec, task)
-    if spec.training.epochs > settings.max_history_points:
-        raise InvalidInput(
-            f"training.epochs is {spec.training.epochs}, above this server's limit of "
-            f"{settings.max_history_points} epochs per job",
-            loc=("body", "training", "epochs"),
-        )
     n_parameters = count_parameters(spec.model, dataset.n_features)
-    if n_parameters > settings.max_parameters:
-        raise InvalidInput(
-            f"the model has {n_parameters:,} parameters with {dataset.n_features} input "
-            f"features, above this server's limit of {settings.max_parameters:,}; "
-            "use fewer or smaller layers",
-            loc=("body", "model"),
-        )
+    quotas.check_job_limits(settings, spec, dataset, task, n_parameters)
     return n_parameters
 
 

@@ -1,7 +1,8 @@
 """The sweep service: what each sweep endpoint does, independent of HTTP.
 
 A sweep stores all its trials at submit. A trial becomes a job only while the
-sweep has fewer than ``max_parallel`` jobs queued or running. ``start_trials``
+sweep has fewer than ``max_parallel`` jobs queued or running and the tenant's job
+quotas (``services.quotas``) allow one more. ``start_trials``
 creates the first ones at submit. The sweeper (``services.worker.sweeper``) starts
 the next ones as jobs end, stops trials by the early-stopping rule, and ends the
 sweep once every trial has ended. Workers claim trial jobs like any other job.
@@ -21,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core.spec import JobSpec
-from services import jobs
+from services import jobs, quotas
 from services.errors import Conflict, InvalidInput, NotFound
 from services.jobs import Enqueue
 from services.settings import Settings
@@ -147,6 +148,7 @@ def _plan(
     request_hash: str,
 ) -> tuple[Sweep, list[SweepTrial]]:
     """Build the sweep row and its trials, validating every trial's spec and its fit."""
+    _check_max_parallel(settings, request)
     n_trials = count_trials(request)
     if n_trials > settings.max_sweep_trials:
         field = "n_trials" if request.method == "random" else "parameters"
@@ -220,6 +222,17 @@ def _plan(
     return sweep, trials
 
 
+def _check_max_parallel(settings: Settings, request: SweepCreate) -> None:
+    if request.max_parallel > settings.max_running_jobs_per_tenant:
+        raise InvalidInput(
+            f"max_parallel is {request.max_parallel}, above this server's limit of "
+            f"{settings.max_running_jobs_per_tenant} running jobs per tenant "
+            f"(STEEP_MAX_RUNNING_JOBS_PER_TENANT); set max_parallel to at most "
+            f"{settings.max_running_jobs_per_tenant}",
+            loc=("body", "max_parallel"),
+        )
+
+
 def _trial_overrides(
     request: SweepCreate, sweep_id: str, experiment: str, index: int
 ) -> dict[str, Any]:
@@ -271,14 +284,30 @@ def _check_objective(objective: Objective, spec: JobSpec, index: int) -> None:
 
 
 def start_trials(session: Session, settings: Settings, sweep: Sweep) -> list[str]:
-    """Create jobs for the next pending trials while fewer than ``max_parallel`` are active.
+    """Create jobs for the next pending trials while fewer than ``max_parallel`` are active
+    and the tenant's job quotas allow.
 
     Call with the sweep row locked (``sweep_store.lock_running_sweep``) or freshly
     inserted, in a write session. Returns the ids of the queued jobs to enqueue after
     the commit. A trial whose spec no longer fits (its dataset was deleted) gets a
-    failed job instead, so that the sweep goes on.
+    failed job instead, so that the sweep goes on. While the tenant is at a quota, no
+    trial starts, and the sweeper tries again on its next pass.
     """
     free = sweep.max_parallel - sweep_store.count_active_trials(session, sweep.id)
+    if free <= 0:
+        return []
+    job_store.lock_tenant_jobs(session, sweep.tenant)
+    allowed = quotas.free_job_slots(session, settings, sweep.tenant)
+    if allowed < free:
+        logger.debug(
+            "sweep %s: tenant %s may add %d jobs now, so %d of %d trials wait",
+            sweep.id,
+            sweep.tenant,
+            allowed,
+            free - allowed,
+            free,
+        )
+        free = allowed
     if free <= 0:
         return []
     started = []

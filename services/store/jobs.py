@@ -15,15 +15,19 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, or_, select, update
+from sqlalchemy import ColumnElement, and_, bindparam, delete, func, or_, select, text, update
+from sqlalchemy.engine import Connection, Row
 from sqlalchemy.orm import Session
 
 from services.store.models import Checkpoint, HistoryRow, Job, Transition, Weights, utcnow
 
 __all__ = [
+    "ActiveJobs",
     "JobQuery",
     "SortKey",
+    "ViewRow",
     "cancel_queued_job",
+    "count_active_jobs",
     "decode_cursor",
     "delete_job",
     "encode_cursor",
@@ -34,8 +38,15 @@ __all__ = [
     "insert_job",
     "list_jobs",
     "list_transitions",
+    "lock_tenant_jobs",
+    "read_job_view",
+    "read_transition_views",
     "request_cancel",
 ]
+
+# The first key of the PostgreSQL advisory lock that serializes one tenant's job inserts;
+# the second key is the hash of the tenant's name.
+TENANT_JOBS_LOCK_CLASS = 0x57E1
 
 
 # Reading one job -----------------------------------------------------------------
@@ -59,6 +70,66 @@ def list_transitions(session: Session, job_id: str, after_id: int = 0) -> list[T
     return list(session.scalars(query))
 
 
+# The columns the public view of a job shows (``services.jobs.job_detail``), read with
+# Core statements built once. On SQLite on a 2-core virtual machine, reading a job and its
+# transitions this way took about 0.13 ms, against 0.5 ms for loading ORM objects with
+# statements built per call.
+_jobs = Job.__table__.c
+_transitions = Transition.__table__.c
+# A row of a Core query, of any width; its columns are read by attribute name.
+ViewRow = Row[*tuple[Any, ...]]
+JOB_VIEW_QUERY = select(
+    _jobs.id,
+    _jobs.name,
+    _jobs.experiment,
+    _jobs.tags,
+    _jobs.dataset,
+    _jobs.spec,
+    _jobs.status,
+    _jobs.stop_reason,
+    _jobs.stop_message,
+    _jobs.cancel_requested,
+    _jobs.epoch,
+    _jobs.epochs,
+    _jobs.eta_seconds,
+    _jobs.metrics,
+    _jobs.monitor,
+    _jobs.best_epoch,
+    _jobs.best_value,
+    _jobs.n_parameters,
+    _jobs.attempt,
+    _jobs.error_type,
+    _jobs.error_message,
+    _jobs.created_at,
+    _jobs.started_at,
+    _jobs.finished_at,
+).where(_jobs.tenant == bindparam("tenant"), _jobs.id == bindparam("job_id"))
+TRANSITION_VIEW_QUERY = (
+    select(
+        _transitions.status,
+        _transitions.attempt,
+        _transitions.worker_id,
+        _transitions.reason,
+        _transitions.at,
+    )
+    .where(_transitions.job_id == bindparam("job_id"))
+    .order_by(_transitions.id)
+)
+
+
+def read_job_view(connection: Connection, tenant: str, job_id: str) -> ViewRow | None:
+    """Read the columns of the job that its public view shows, or None if ``tenant`` has no
+    such job. The row has the ``Job`` attribute names."""
+    result = connection.execute(JOB_VIEW_QUERY, {"tenant": tenant, "job_id": job_id})
+    return result.one_or_none()
+
+
+def read_transition_views(connection: Connection, job_id: str) -> Sequence[ViewRow]:
+    """Read the job's status changes, oldest first, with the ``Transition`` attribute names
+    that its public view shows."""
+    return connection.execute(TRANSITION_VIEW_QUERY, {"job_id": job_id}).all()
+
+
 def get_weights(session: Session, job_id: str) -> bytes | None:
     return session.scalar(select(Weights.data).where(Weights.job_id == job_id))
 
@@ -67,7 +138,49 @@ def get_checkpoint(session: Session, job_id: str) -> Checkpoint | None:
     return session.get(Checkpoint, job_id)
 
 
+@dataclass(frozen=True)
+class ActiveJobs:
+    """A tenant's queued and running jobs, sweep trials included."""
+
+    queued: int
+    running: int
+    # The smallest eta_seconds among the running jobs that report one, else None.
+    next_finish_seconds: float | None
+
+
+def count_active_jobs(session: Session, tenant: str) -> ActiveJobs:
+    """Count the tenant's queued and running jobs in one query on (tenant, status)."""
+    rows = session.execute(
+        select(Job.status, func.count(), func.min(Job.eta_seconds))
+        .where(Job.tenant == tenant, Job.status.in_(("queued", "running")))
+        .group_by(Job.status)
+    )
+    counts = {"queued": 0, "running": 0}
+    next_finish = None
+    for status, count, eta in rows:
+        counts[status] = int(count)
+        if status == "running" and eta is not None:
+            next_finish = float(eta)
+    return ActiveJobs(counts["queued"], counts["running"], next_finish)
+
+
 # Writing -------------------------------------------------------------------------
+
+
+def lock_tenant_jobs(session: Session, tenant: str) -> None:
+    """Hold the tenant's job-insert lock until the transaction ends.
+
+    Between this call and the commit, no other transaction can insert a job for the
+    tenant, so a count taken here stays true until the insert. PostgreSQL takes a
+    transaction-scoped advisory lock. SQLite has no such lock and needs none: a write
+    session (``session_scope(write=True)``) begins with BEGIN IMMEDIATE and holds the
+    database's single write lock already.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(
+            text("SELECT pg_advisory_xact_lock(CAST(:lock_class AS integer), hashtext(:tenant))"),
+            {"lock_class": TENANT_JOBS_LOCK_CLASS, "tenant": tenant},
+        )
 
 
 def insert_job(session: Session, job: Job) -> None:

@@ -9,8 +9,10 @@ Each pass handles every running sweep in two steps:
    ``stop_request_message``), and its worker ends it at its next flush with
    stop_reason ``early_stopped`` and that message.
 2. Starting and ending: with the sweep row locked, trials become jobs while fewer
-   than ``max_parallel`` of the sweep's jobs are queued or running. The jobs are
-   enqueued after the commit. A sweep with no trial left to start or running ends.
+   than ``max_parallel`` of the sweep's jobs are queued or running, and while the
+   tenant is under its running and queued job quotas; otherwise they wait for a
+   later pass. The jobs are enqueued after the commit. A sweep with no trial left
+   to start or running ends.
 
 Several sweepers may run at once: the lock makes their step 2 take turns, and a
 stop request is a conditional UPDATE that keeps the first request.
