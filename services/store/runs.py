@@ -28,6 +28,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from services.store import counters
+from services.store import jobs as job_store
 from services.store.db import session_scope
 from services.store.models import (
     Checkpoint,
@@ -120,18 +121,42 @@ class ReapedJob:
 # Claim ------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Deferred:
+    """A queued job left queued because its tenant already runs as many jobs as it may."""
+
+    job_id: str
+    tenant: str
+    running: int
+
+
 def claim(
-    job_id: str, worker_id: str, lease_seconds: float, *, database_url: str | None = None
-) -> Claim | None:
+    job_id: str,
+    worker_id: str,
+    lease_seconds: float,
+    *,
+    database_url: str | None = None,
+    max_running_per_tenant: int | None = None,
+) -> Claim | Deferred | None:
     """Take a queued job for a new attempt, or return None if the job is not queued.
 
     The claim is one conditional UPDATE, so two workers that get the same message
     cannot both win. A job with a checkpoint at epoch k resumes from it: history
     rows after epoch k, written by the attempt that died, are deleted in the same
     transaction so that every epoch is recorded exactly once.
+
+    With ``max_running_per_tenant``, a job whose tenant already has that many jobs
+    running stays queued and ``Deferred`` is returned; its ``enqueued_at`` is set
+    to now, so the reaper counts the caller's next message as sent. The count runs
+    under the tenant's job lock (``job_store.lock_tenant_jobs``), so two workers
+    cannot both take the tenant's last running place.
     """
     with _worker_transaction(database_url, lease_seconds) as session:
         now, lease_started = utcnow(), time.monotonic()
+        if max_running_per_tenant is not None:
+            deferred = _defer_over_quota(session, job_id, max_running_per_tenant, now)
+            if deferred is not None:
+                return deferred if isinstance(deferred, Deferred) else None
         statement = _claim_statement(job_id, worker_id, lease_seconds, now)
         row = session.execute(statement, execution_options={"synchronize_session": False}).first()
         if row is None:
@@ -158,6 +183,25 @@ def claim(
         database_url=database_url,
         lease_started=lease_started,
     )
+
+
+def _defer_over_quota(
+    session: Session, job_id: str, max_running: int, now: datetime
+) -> Deferred | bool | None:
+    """Return ``Deferred`` if the job's tenant runs ``max_running`` jobs, False if the job is
+    not queued, and None if the claim may go on."""
+    tenant = session.scalar(select(Job.tenant).where(Job.id == job_id, Job.status == "queued"))
+    if tenant is None:
+        return False
+    job_store.lock_tenant_jobs(session, tenant)
+    running = job_store.count_active_jobs(session, tenant).running
+    if running < max_running:
+        return None
+    session.execute(
+        update(Job).where(Job.id == job_id, Job.status == "queued").values(enqueued_at=now),
+        execution_options={"synchronize_session": False},
+    )
+    return Deferred(job_id=job_id, tenant=tenant, running=running)
 
 
 def _claim_statement(job_id: str, worker_id: str, lease_seconds: float, now: datetime) -> Any:

@@ -75,6 +75,9 @@ def run_job(
 
     - ``"skipped"``: the job was not queued (a duplicate message, for example), or
       ``shutdown`` was already set and the message went back to the broker.
+    - ``"deferred"``: the job's tenant already runs ``max_running_jobs_per_tenant``
+      jobs, so the job stays queued and its message comes back after
+      ``reaper_interval_seconds``.
     - ``"released"``: ``shutdown`` was set during training and the job went back
       to the queue.
     - ``"lost"``: another attempt owns the job now, or the lease may have expired
@@ -96,11 +99,28 @@ def _claim_and_run(
         enqueue_job(job_id)
         return "skipped"
     claim = runs.claim(
-        job_id, worker_id, settings.lease_seconds, database_url=settings.resolved_database_url
+        job_id,
+        worker_id,
+        settings.lease_seconds,
+        database_url=settings.resolved_database_url,
+        max_running_per_tenant=settings.max_running_jobs_per_tenant,
     )
     if claim is None:
         logger.info("job %s is not queued, so worker %s dropped its message", job_id, worker_id)
         return "skipped"
+    if isinstance(claim, runs.Deferred):
+        # The message comes back after a pause; the reaper resends it if this one is lost.
+        retry_seconds = settings.reaper_interval_seconds
+        logger.info(
+            "job %s stays queued: tenant %s has %d jobs running, its limit "
+            "(max_running_jobs_per_tenant); trying again in %.1f s",
+            job_id,
+            claim.tenant,
+            claim.running,
+            retry_seconds,
+        )
+        enqueue_job(job_id, delay_seconds=retry_seconds)
+        return "deferred"
     with log_context(attempt=claim.attempt):
         return _run_claimed(claim, settings, shutdown)
 
