@@ -12,9 +12,9 @@ Limits (422, ``InvalidInput``) bound one job: ``training.epochs`` at most
 training samples at most ``max_epoch_samples``, and an estimated peak memory
 (``core.memory``) at most ``worker_memory_bytes``.
 
-NOTE: the running quota is checked when a job is admitted, not when a worker
-claims it. A tenant whose queued jobs were admitted while few of its jobs ran can
-have more than ``max_running_jobs_per_tenant`` running once enough workers are free.
+A worker checks the running quota again when it claims a job (``runs.claim`` with
+``max_running_per_tenant``), so jobs admitted while few of the tenant's jobs ran
+wait in the queue rather than run beyond the quota.
 """
 
 from __future__ import annotations

@@ -45,6 +45,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
+PROBLEM_SCHEMA_REF = "#/components/schemas/Problem"
 REQUEST_ID_HEADER = "X-Request-ID"
 MAX_ERRORS_IN_DETAIL = 5
 MAX_VALUE_CHARS = 80
@@ -63,11 +64,16 @@ STATUS_BY_ERROR: dict[type[SteepError], int] = {
 
 
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses`` entries that document problem-details bodies for ``statuses``."""
+    """OpenAPI ``responses`` entries that document problem-details bodies for ``statuses``.
+
+    ``model`` puts ``Problem`` in the document's components, but FastAPI files its schema
+    under the route's own media type (``application/json``), so the entry also names the
+    schema for ``application/problem+json``, the type these responses are sent with.
+    """
     return {
         status: {
             "model": Problem,
-            "content": {PROBLEM_MEDIA_TYPE: {}},
+            "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": PROBLEM_SCHEMA_REF}}},
             "description": HTTPStatus(status).phrase,
         }
         for status in statuses
@@ -153,6 +159,13 @@ async def _http_error(request: Request, error: Exception) -> JSONResponse:
         detail = f"no endpoint matches {request.method} {request.url.path}"
     elif error.status_code == 405:
         detail = f"{request.url.path} does not accept {request.method}"
+    elif error.status_code == 400 and isinstance(error.__cause__, UnicodeDecodeError):
+        # FastAPI returns a bare "error parsing the body" for a JSON body it cannot decode.
+        cause = error.__cause__
+        detail = (
+            f"the request body is not valid UTF-8 ({cause.reason} at byte {cause.start}); "
+            "send JSON encoded as UTF-8"
+        )
     return problem_response(request, error.status_code, str(detail), headers=error.headers)
 
 

@@ -6,8 +6,12 @@
   so live charts grow several times while a short job runs.
 - ``browser``: Debian's Chromium at /usr/bin/chromium, driven by Playwright, with
   a fresh temporary profile and its background networking off.
-- ``open_page(path, ...)``: opens ``path`` of the service in a new browser context
-  and returns a ``WatchedPage``, which records console errors and every request URL.
+- ``keyed_service``: a second ``steep serve`` that requires an API key on every
+  request (``STEEP_REQUIRE_KEYS=true``), with the settings to create keys in its
+  database and the path of its log.
+- ``open_page(path, ...)``: opens ``path`` of the service (or of ``base_url``) in a
+  new browser context and returns a ``WatchedPage``, which records console messages,
+  every request URL and Content-Security-Policy violations.
 
 The tests skip, with the reason, when Chromium or the playwright package is missing.
 CI installs Chromium with apt-get; ``playwright install`` is never needed.
@@ -22,6 +26,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +34,8 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+
+from services.settings import Settings
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -55,6 +62,7 @@ class WatchedPage:
     page: Any
     base_url: str
     console_errors: list[str] = field(default_factory=list)
+    console_messages: list[str] = field(default_factory=list)
     requests: list[str] = field(default_factory=list)
     headers: dict[str, dict[str, str]] = field(default_factory=dict)
 
@@ -67,6 +75,11 @@ class WatchedPage:
         path = SCREENSHOTS / f"{name}.png"
         self.page.screenshot(path=str(path), full_page=True)
         return path
+
+    def policy_violations(self) -> list[str]:
+        """Return the Content-Security-Policy violations the page reported so far."""
+        violations: list[str] = self.page.evaluate("() => window.__policyViolations || []")
+        return violations
 
     def off_loopback_requests(self) -> list[str]:
         """Return the URLs of requests that went anywhere but this machine."""
@@ -100,10 +113,10 @@ def _service_environment() -> dict[str, str]:
     return environment
 
 
-@pytest.fixture(scope="session")
-def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Start ``steep serve`` on a free loopback port; yield its base URL."""
-    folder = tmp_path_factory.mktemp("dashboard-service")
+@contextmanager
+def _running_service(folder: Path, environment: dict[str, str]) -> Iterator[str]:
+    """Run ``steep serve`` on a free loopback port with its data in ``folder``; yield its
+    base URL. Its output goes to ``folder / "serve.log"``."""
     port = _free_port()
     base_url = f"http://127.0.0.1:{port}"
     command = [
@@ -118,9 +131,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     ]
     log_path = folder / "serve.log"
     with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            command, env=_service_environment(), stdout=log, stderr=subprocess.STDOUT
-        )
+        process = subprocess.Popen(command, env=environment, stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + SERVICE_START_SECONDS
         while not _healthy(base_url):
@@ -138,6 +149,34 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Start ``steep serve`` on a free loopback port; yield its base URL."""
+    folder = tmp_path_factory.mktemp("dashboard-service")
+    with _running_service(folder, _service_environment()) as base_url:
+        yield base_url
+
+
+@dataclass(frozen=True)
+class KeyedService:
+    """A service that requires an API key on every request, and where its data lives."""
+
+    base_url: str
+    settings: Settings
+    log_path: Path
+
+
+@pytest.fixture(scope="session")
+def keyed_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeyedService]:
+    """Start ``steep serve`` with ``STEEP_REQUIRE_KEYS=true``. Create keys with
+    ``services.keys.create_key(keyed_service.settings, tenant)``."""
+    folder = tmp_path_factory.mktemp("keyed-service")
+    environment = {**_service_environment(), "STEEP_REQUIRE_KEYS": "true"}
+    with _running_service(folder, environment) as base_url:
+        settings = Settings(data_dir=folder / "data", require_keys=True)
+        yield KeyedService(base_url, settings, folder / "serve.log")
+
+
+@pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
     if not CHROMIUM.exists():
         pytest.skip(SKIP_REASON)
@@ -152,6 +191,14 @@ def browser() -> Iterator[Any]:
 
 OpenPage = Callable[..., WatchedPage]
 
+# Runs before the page's own scripts, so it records violations from the first request on.
+RECORD_POLICY_VIOLATIONS = """
+window.__policyViolations = [];
+document.addEventListener("securitypolicyviolation", (event) => {
+  window.__policyViolations.push(`${event.violatedDirective} blocked ${event.blockedURI}`);
+});
+"""
+
 
 @pytest.fixture
 def open_page(browser: Any, service: str) -> Iterator[OpenPage]:
@@ -159,19 +206,26 @@ def open_page(browser: Any, service: str) -> Iterator[OpenPage]:
     contexts = []
 
     def open_watched(
-        path: str, *, width: int = 1280, height: int = 900, timezone: str = "Europe/Berlin"
+        path: str,
+        *,
+        width: int = 1280,
+        height: int = 900,
+        timezone: str = "Europe/Berlin",
+        base_url: str | None = None,
     ) -> WatchedPage:
         context = browser.new_context(
             viewport={"width": width, "height": height}, timezone_id=timezone, locale="en-GB"
         )
+        context.add_init_script(RECORD_POLICY_VIOLATIONS)
         contexts.append(context)
-        watched = WatchedPage(context.new_page(), service)
+        watched = WatchedPage(context.new_page(), base_url or service)
 
         def record_request(request: Any) -> None:
             watched.requests.append(request.url)
             watched.headers[request.url] = request.headers
 
         def record_console(message: Any) -> None:
+            watched.console_messages.append(message.text)
             if message.type == "error":
                 watched.console_errors.append(message.text)
 

@@ -13,7 +13,9 @@ from services.api.problems import problem_responses
 from services.api.upload_form import received_upload
 from services.schemas import DatasetList, DatasetPublic
 
-router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
+# Each operation takes parameters, so each can be a 422. Declaring it replaces FastAPI's
+# default 422 entry, which describes a JSON body the problem handler never sends.
+router = APIRouter(prefix="/v1/datasets", tags=["datasets"], responses=problem_responses(422))
 
 DatasetId = Annotated[
     str, Path(max_length=200, description="builtin:<name>, or the id of an upload.")

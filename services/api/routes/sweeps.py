@@ -11,7 +11,9 @@ from services.api.deps import EnqueueDep, SettingsDep, TenantDep
 from services.api.problems import problem_responses
 from services.sweep_schemas import SweepCreate, SweepDetail, SweepList, SweepStatus
 
-router = APIRouter(prefix="/v1/sweeps", tags=["sweeps"])
+# Each operation takes parameters, so each can be a 422. Declaring it replaces FastAPI's
+# default 422 entry, which describes a JSON body the problem handler never sends.
+router = APIRouter(prefix="/v1/sweeps", tags=["sweeps"], responses=problem_responses(422))
 
 SweepId = Annotated[str, Path(max_length=64, description="The sweep's id.")]
 
@@ -20,7 +22,7 @@ SweepId = Annotated[str, Path(max_length=64, description="The sweep's id.")]
     "",
     status_code=202,
     response_model=SweepDetail,
-    responses=problem_responses(409, 422),
+    responses=problem_responses(400, 409, 413, 422),
     summary="Submit a sweep",
 )
 def create_sweep(

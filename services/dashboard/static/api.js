@@ -1,6 +1,10 @@
 // Requests to the steep API: JSON reads, the cancel call, downloads, and the event stream.
 //
 // Paths are relative ("v1/jobs"), so the page works wherever the API serves it.
+// Every request goes through send(), which adds the stored API key as a Bearer
+// header and, on a 401, shows the key form and repeats the request with the new key.
+
+import { rejectKey, requestKey, storedKey } from "./key.js";
 
 /** An error from the API (a problem-details body) or from the network (status 0). */
 export class ApiError extends Error {
@@ -29,15 +33,28 @@ async function errorFromResponse(response) {
 }
 
 async function send(path, options = {}) {
-  let response;
-  try {
-    response = await fetch(path, { cache: "no-store", ...options });
-  } catch (error) {
-    if (error.name === "AbortError") throw error;
-    throw new ApiError("The steep service cannot be reached. Check that it is running.");
+  for (;;) {
+    const key = storedKey();
+    const headers = new Headers(options.headers);
+    if (key) headers.set("Authorization", `Bearer ${key}`);
+    let response;
+    try {
+      response = await fetch(path, { cache: "no-store", ...options, headers });
+    } catch (error) {
+      if (error.name === "AbortError") throw error;
+      throw new ApiError("The steep service cannot be reached. Check that it is running.");
+    }
+    if (response.status !== 401) {
+      if (!response.ok) throw await errorFromResponse(response);
+      return response;
+    }
+    const error = await errorFromResponse(response);
+    if (options.signal && options.signal.aborted) throw error;
+    // Another request's form may have stored a new key since this one was sent.
+    if (storedKey() !== key) continue;
+    rejectKey(key);
+    await requestKey(error.problem, Boolean(key));
   }
-  if (!response.ok) throw await errorFromResponse(response);
-  return response;
 }
 
 /** GET a JSON resource; `query` values that are arrays become repeated parameters. */

@@ -9,6 +9,7 @@ import { compareView } from "./compare.js";
 import { TIME_ZONE, h, notice, replace } from "./dom.js";
 import { jobView } from "./job.js";
 import { jobsView } from "./jobs.js";
+import { setUpForgetControl } from "./key.js";
 
 const main = document.getElementById("main");
 let cleanup = () => {};
@@ -61,5 +62,6 @@ function render() {
 }
 
 document.getElementById("time-zone").textContent = TIME_ZONE;
+setUpForgetControl();
 window.addEventListener("hashchange", render);
 render();
