@@ -39,6 +39,7 @@ from services.settings import Settings
 from services.worker.runner import run_job
 from tests.services.api.conftest import IRIS_SPEC, TEA_SPEC, assert_problem
 from tests.services.auth import bearer, client_for, tenant_key
+from tests.services.enqueue import RecordingEnqueue
 
 EMBEDDED_ONLY = pytest.mark.parametrize("mode", ["embedded"], indirect=True)
 
@@ -58,17 +59,6 @@ CHECKS = [
 CSV_DATASET = b"x1,x2,label\n" + b"".join(
     f"{i % 7},{(i * 3) % 5},{'yes' if i % 2 else 'no'}\n".encode() for i in range(40)
 )
-
-
-class RecordingEnqueue:
-    """Records the ids of the jobs the API enqueues instead of sending them to a broker."""
-
-    def __init__(self) -> None:
-        self.sent: list[str] = []
-
-    def __call__(self, job_id: str) -> bool:
-        self.sent.append(job_id)
-        return True
 
 
 @dataclass(frozen=True)

@@ -14,27 +14,17 @@ from services.api.app import create_app
 from services.settings import Settings
 from tests.services.api.conftest import IRIS_SPEC, Train, assert_problem, submit
 from tests.services.auth import client_for
+from tests.services.enqueue import RecordingEnqueue
 
 SECRET_EXPERIMENT = "alpha-secret-experiment"
 CSV = b"f1,f2,label\n0.1,0.2,a\n0.3,0.1,b\n0.5,0.9,a\n0.7,0.3,b\n0.2,0.8,a\n0.9,0.4,b\n"
-
-
-class Recorded:
-    """An enqueue function that keeps the job ids instead of sending messages."""
-
-    def __init__(self) -> None:
-        self.sent: list[str] = []
-
-    def __call__(self, job_id: str) -> bool:
-        self.sent.append(job_id)
-        return True
 
 
 @pytest.fixture
 def tenants(settings: Settings) -> Iterator[tuple[TestClient, TestClient]]:
     """Clients of one app for the tenants "alpha" and "beta", each with its own key."""
     app = create_app(settings)
-    app.state.enqueue = Recorded()
+    app.state.enqueue = RecordingEnqueue()
     with client_for(app, "alpha") as alpha, client_for(app, "beta") as beta:
         yield alpha, beta
 

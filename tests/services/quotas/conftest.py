@@ -21,6 +21,7 @@ from services.store import runs
 from services.store.db import session_scope
 from services.store.models import DatasetRow, Job
 from tests.services.conftest import Configure
+from tests.services.enqueue import RecordingEnqueue
 
 # A spec that validates against the one-sample dataset and is never trained here.
 TEA_SPEC: dict[str, Any] = {
@@ -41,17 +42,6 @@ IRIS_SPEC: dict[str, Any] = {
     },
     "training": {"epochs": 5, "batch_size": 16, "validation_split": 0.2},
 }
-
-
-class RecordingEnqueue:
-    """An enqueue function that records job ids instead of sending them to a broker."""
-
-    def __init__(self) -> None:
-        self.sent: list[str] = []
-
-    def __call__(self, job_id: str) -> bool:
-        self.sent.append(job_id)
-        return True
 
 
 @pytest.fixture

@@ -23,19 +23,7 @@ from services.worker.sweeper import advance_sweeps
 from tests.services.auth import client_for
 from tests.services.client.live import IRIS_SPEC, live_service
 from tests.services.conftest import Configure
-
-
-class RecordingEnqueue:
-    def __init__(self) -> None:
-        self.sent: list[str] = []
-
-    def __call__(self, job_id: str) -> bool:
-        self.sent.append(job_id)
-        return True
-
-    def take(self) -> list[str]:
-        sent, self.sent = self.sent, []
-        return sent
+from tests.services.enqueue import RecordingEnqueue
 
 
 @pytest.fixture
