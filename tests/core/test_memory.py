@@ -2,10 +2,12 @@
 
 Each case trains in a fresh interpreter, checkpointing after every epoch and writing
 the weights file as a worker does. The test compares ``estimate_memory`` with the
-growth of the process: ``ru_maxrss`` at the end minus the resident set size of the
-idle interpreter with numpy and core imported. The baseline is the current resident set
-size, not ``ru_maxrss``, because compiling modules at import can peak above it.
-Linux only: it reads ``/proc/self/statm``.
+growth of the process: its peak resident set size (``VmHWM``) at the end minus the
+resident set size of the idle interpreter with numpy and core imported. The baseline
+is the current resident set size, not the peak, because compiling modules at import
+can peak above it. ``ru_maxrss`` would be wrong here: Linux carries it across fork
+and exec, so a child of a large pytest process starts with the parent's peak.
+Linux only: it reads ``/proc/self/status`` and ``/proc/self/statm``.
 """
 
 from __future__ import annotations
@@ -22,19 +24,23 @@ from core.memory import estimate_memory, format_bytes
 from core.spec import parse_spec
 
 pytestmark = pytest.mark.skipif(
-    not sys.platform.startswith("linux"), reason="reads /proc/self/statm and ru_maxrss in KiB"
+    not sys.platform.startswith("linux"), reason="reads /proc/self/status and /proc/self/statm"
 )
 
 # The estimate must lie within these factors of the measured growth.
 LOW, HIGH = 0.7, 1.5
 
 MEASURE = """
-import json, os, resource, sys
+import json, os, sys
 import numpy as np
 import core
 
 def peak_bytes():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024  # the line gives KiB
+    raise RuntimeError("/proc/self/status has no VmHWM line")
 
 def resident_bytes():
     with open("/proc/self/statm") as statm:
