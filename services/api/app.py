@@ -6,6 +6,7 @@ import logging
 
 from fastapi import Depends, FastAPI
 
+from services.api.auth import install_auth
 from services.api.body_limit import install_body_limit
 from services.api.deps import current_principal
 from services.api.metrics import install_metrics
@@ -47,6 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings or get_settings()
     app.state.enqueue = enqueue_job
     install_problem_handlers(app)
+    install_auth(app)
     install_body_limit(app)
     install_metrics(app)
     app.add_middleware(RequestIdMiddleware)

@@ -72,16 +72,17 @@ class _BodyLimit:
         return cls(max_request_bytes, upload=False)
 
     def message(self, length: int | None) -> str:
-        size = f"is {length:,} bytes" if length is not None else "is larger than that"
+        # A streamed body has no declared length; the count stops where it passes the limit.
+        size = f"is {length:,} bytes, above" if length is not None else "grew, as it streamed, past"
         if self.upload:
             return (
-                f"the request body {size}, above this server's upload limit of "
+                f"the request body {size} this server's upload limit of "
                 f"{self.max_bytes - FORM_OVERHEAD_BYTES:,} bytes for the file plus "
                 f"{FORM_OVERHEAD_BYTES:,} bytes for the form (STEEP_MAX_UPLOAD_BYTES); "
                 "upload a smaller file"
             )
         return (
-            f"the request body {size}, above this server's limit of {self.max_bytes:,} "
+            f"the request body {size} this server's limit of {self.max_bytes:,} "
             "bytes (STEEP_MAX_REQUEST_BYTES); send a smaller body, and upload data with "
             "POST /v1/datasets instead of putting it in a request"
         )

@@ -1,23 +1,22 @@
 """Dependencies the route handlers share: the settings, who is asking, and the enqueue function.
 
-Every ``/v1`` route depends on ``current_principal``: the API key in the
-``Authorization: Bearer`` header decides the tenant. Without a header, the request
-belongs to the tenant ``local`` when the settings allow it (embedded mode on
-loopback, see ``Settings.keys_required``), and is a 401 otherwise. A header that
-is present is always checked, so a wrong key is a 401 in every mode.
+``AuthMiddleware`` (``services.api.auth``) resolves the API key of every ``/v1``
+and ``/metrics`` request before routing; ``current_principal`` returns what it
+found, and declares the bearer scheme in the OpenAPI document.
 """
 
 from __future__ import annotations
 
-import logging
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
-from services.errors import Forbidden, Unauthorized
+from services.api.auth import resolve_principal
+from services.errors import Forbidden
 from services.jobs import Enqueue
-from services.keys import LOCAL_TENANT, Principal, authenticate
+from services.keys import Principal
 from services.settings import Settings
 
 __all__ = [
@@ -34,16 +33,12 @@ __all__ = [
 ]
 
 # Declares the scheme in the OpenAPI document (and the "Authorize" button of /docs);
-# current_principal reads the header itself, to tell a missing key from a malformed one.
+# AuthMiddleware reads the header itself, to tell a missing key from a malformed one.
 bearer_scheme = HTTPBearer(
     auto_error=False,
     scheme_name="apiKey",
     description="An API key from `steep keys create --tenant NAME`.",
 )
-
-logger = logging.getLogger(__name__)
-
-LOCAL_PRINCIPAL = Principal(tenant=LOCAL_TENANT, operator=True, key_id=None)
 
 
 def app_settings(request: Request) -> Settings:
@@ -52,52 +47,22 @@ def app_settings(request: Request) -> Settings:
     return settings
 
 
-def current_principal(
+async def current_principal(
     request: Request,
     settings: Annotated[Settings, Depends(app_settings)],
     _scheme: Annotated[object, Depends(bearer_scheme)] = None,
 ) -> Principal:
-    """Return who the request acts for, from its API key.
+    """Return who the request acts for, as ``AuthMiddleware`` resolved it.
 
     Raises:
-        Unauthorized: no key where one is required, a header that is not
-            ``Bearer <key>``, or a key that is unknown or revoked.
+        Unauthorized: the route lies outside the middleware's paths and the request
+            has no valid key where one is required.
     """
-    header = request.headers.get("authorization")
-    if header is None:
-        if settings.keys_required:
-            _log_rejection(request, "no Authorization header")
-            raise Unauthorized(
-                "this request needs an API key: send 'Authorization: Bearer <key>'; an "
-                "operator creates keys with `steep keys create --tenant NAME`"
-            )
-        return LOCAL_PRINCIPAL
-    scheme, _, secret = header.partition(" ")
-    if scheme.lower() != "bearer" or not secret.strip():
-        _log_rejection(request, "an Authorization header that is not 'Bearer <key>'")
-        raise Unauthorized(
-            "the Authorization header must be 'Bearer <key>' with an API key from "
-            "`steep keys create`"
-        )
-    principal = authenticate(settings, secret.strip())
+    principal: Principal | None = getattr(request.state, "principal", None)
     if principal is None:
-        _log_rejection(request, "an unknown or revoked key")
-        raise Unauthorized(
-            "the API key in the Authorization header is unknown or revoked; ask the "
-            "operator for a valid key (`steep keys create --tenant NAME`)"
-        )
+        header = request.headers.get("authorization")
+        principal = await run_in_threadpool(resolve_principal, settings, header)
     return principal
-
-
-def _log_rejection(request: Request, reason: str) -> None:
-    """Log a 401 with the path and the request id, never with the header's value."""
-    logger.info(
-        "rejected %s %s with 401: %s (request %s)",
-        request.method,
-        request.url.path,
-        reason,
-        getattr(request.state, "request_id", None),
-    )
 
 
 PrincipalDep = Annotated[Principal, Depends(current_principal)]

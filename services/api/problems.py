@@ -37,6 +37,7 @@ from services.schemas import Problem, ProblemError
 __all__ = [
     "PROBLEM_MEDIA_TYPE",
     "RequestIdMiddleware",
+    "domain_error_response",
     "install_problem_handlers",
     "problem_response",
     "problem_responses",
@@ -121,8 +122,8 @@ def status_for(error: SteepError) -> int:
     return 400
 
 
-async def _domain_error(request: Request, error: Exception) -> JSONResponse:
-    assert isinstance(error, SteepError)
+def domain_error_response(request: Request, error: SteepError) -> JSONResponse:
+    """Build the problem response of a domain error, with the headers its status needs."""
     status = status_for(error)
     errors = None
     headers: dict[str, str] = {}
@@ -133,6 +134,11 @@ async def _domain_error(request: Request, error: Exception) -> JSONResponse:
     elif isinstance(error, QuotaExceeded) and error.retry_after_seconds is not None:
         headers["Retry-After"] = str(error.retry_after_seconds)
     return problem_response(request, status, error.message, errors=errors, headers=headers)
+
+
+async def _domain_error(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, SteepError)
+    return domain_error_response(request, error)
 
 
 async def _validation_error(request: Request, error: Exception) -> JSONResponse:

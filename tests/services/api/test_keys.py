@@ -48,6 +48,23 @@ def test_missing_key_is_401(configure: Configure) -> None:
         assert_unauthorized(anonymous.post("/v1/jobs", json=TEA_SPEC))
 
 
+def test_missing_key_checked_before_body(configure: Configure) -> None:
+    """Without a key, a body that is not JSON (or too large to parse) is a 401, not a 422."""
+    settings = configure(require_keys=True)
+    with TestClient(create_app(settings)) as anonymous:
+        not_json = anonymous.post(
+            "/v1/jobs", content=b"{not json", headers={"Content-Type": "application/json"}
+        )
+        wrong_key = anonymous.post(
+            "/v1/jobs",
+            content=b"{not json",
+            headers={"Content-Type": "application/json", **bearer("steep_" + "y" * 43)},
+        )
+
+    assert_unauthorized(not_json)
+    assert_unauthorized(wrong_key)
+
+
 def test_distributed_loopback_needs_key(settings: Settings, mode: str) -> None:
     """Only embedded mode on loopback may take requests without a key."""
     with TestClient(create_app(settings)) as anonymous:

@@ -63,7 +63,7 @@ def test_streamed_body_over_limit_rejected(make_app: MakeApp) -> None:
         )
 
     problem = assert_problem(response, 413)
-    assert "larger than that" in problem["detail"]
+    assert "grew, as it streamed, past" in problem["detail"]
     assert "limit of 2,000 bytes" in problem["detail"]
     assert count_jobs(app.state.settings, "tenant-a") == 0
 
