@@ -14,9 +14,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from services.cli.database import DataDirOption, database_errors, operator_settings
 from services.errors import InvalidInput, NotFound
 from services.keys import KeyInfo, create_key, list_keys, revoke_key
-from services.settings import get_settings
 
 __all__ = ["app"]
 
@@ -37,14 +37,18 @@ def create(
     operator: Annotated[
         bool, typer.Option(help="Also allow /metrics, which covers every tenant.")
     ] = False,
+    data_dir: DataDirOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the key as JSON.")] = False,
 ) -> None:
     """Create a key for TENANT and print it. It is shown only this once.
 
-    Exit codes: 0 created, 2 the tenant name is not valid.
+    Exit codes: 0 created, 2 the tenant name is not valid, 3 the database could not
+    be read.
     """
+    settings = operator_settings(data_dir)
     try:
-        created = create_key(get_settings(), tenant, name=name, operator=operator)
+        with database_errors(settings):
+            created = create_key(settings, tenant, name=name, operator=operator)
     except InvalidInput as error:
         error_console.print(f"[red]{error.message}[/red]", markup=True, highlight=False)
         raise typer.Exit(EXIT_BAD_INPUT) from None
@@ -66,10 +70,16 @@ def create(
 def list_command(
     tenant: Annotated[str | None, typer.Option(help="Only this tenant's keys.")] = None,
     revoked: Annotated[bool, typer.Option("--all", help="Include revoked keys.")] = False,
+    data_dir: DataDirOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the keys as JSON.")] = False,
 ) -> None:
-    """List API keys, oldest first, by id and first characters; never the keys themselves."""
-    keys = list_keys(get_settings(), tenant, include_revoked=revoked)
+    """List API keys, oldest first, by id and first characters; never the keys themselves.
+
+    Exit codes: 0 listed, 3 the database could not be read.
+    """
+    settings = operator_settings(data_dir)
+    with database_errors(settings):
+        keys = list_keys(settings, tenant, include_revoked=revoked)
     if as_json:
         print(json.dumps([_as_dict(key) for key in keys]))
         return
@@ -94,13 +104,17 @@ def list_command(
 @app.command("revoke")
 def revoke(
     key_id: Annotated[str, typer.Argument(help="The key's id, from `steep keys ls`.")],
+    data_dir: DataDirOption = None,
 ) -> None:
     """Revoke a key: every request with it gets 401 from now on.
 
-    Exit codes: 0 revoked (or already revoked), 4 no key has that id.
+    Exit codes: 0 revoked (or already revoked), 3 the database could not be read, 4 no
+    key has that id.
     """
+    settings = operator_settings(data_dir)
     try:
-        key = revoke_key(get_settings(), key_id)
+        with database_errors(settings):
+            key = revoke_key(settings, key_id)
     except NotFound as error:
         error_console.print(f"[red]{error.message}[/red]", highlight=False)
         raise typer.Exit(EXIT_NOT_FOUND) from None

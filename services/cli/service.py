@@ -349,9 +349,10 @@ def _start_detached(settings: Settings) -> int:
 
 
 def _auth_mode(settings: Settings) -> str:
-    if settings.keys_required:
-        return "API keys required: create one with `steep keys create --tenant NAME`"
-    return "no API key needed on loopback: requests without one act as the tenant 'local'"
+    if not settings.keys_required:
+        return "no API key needed on loopback: requests without one act as the tenant 'local'"
+    where = f" --data-dir {settings.data_dir}" if settings.is_embedded else ""
+    return f"API keys required: create one with `steep keys create --tenant NAME{where}`"
 
 
 def _wait_until_healthy(base_url: str, process: subprocess.Popen[bytes]) -> bool:

@@ -17,11 +17,9 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import SQLAlchemyError
 
+from services.cli.database import DataDirOption, database_errors, operator_settings
 from services.cli.remote import JsonOption, print_json
-from services.settings import get_settings
 from services.store import overview, workers
 from services.store.db import session_scope
 from services.store.models import utcnow
@@ -60,23 +58,15 @@ def read_status(database_url: str) -> dict[str, Any]:
 
 
 @app.command()
-def status(as_json: JsonOption = False) -> None:
+def status(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
     """Show live workers, queue depth, running jobs and jobs by status, from the database.
 
     Reads the database of the STEEP_* settings directly, so it needs no API key.
     Exit codes: 0 printed, 3 the database could not be read.
     """
-    settings = get_settings()
-    try:
+    settings = operator_settings(data_dir)
+    with database_errors(settings):
         content = read_status(settings.resolved_database_url)
-    except SQLAlchemyError as error:
-        reason = getattr(error, "orig", None) or error
-        stderr_console.print(
-            f"could not read the database {escape(_safe_url(settings.resolved_database_url))}: "
-            f"{escape(str(reason))}; check STEEP_DATABASE_URL and that the database is "
-            "running and migrated (`steep db upgrade`)"
-        )
-        raise typer.Exit(EXIT_UNREACHABLE) from None
     if as_json:
         print_json(content)
         return
@@ -125,8 +115,3 @@ def _print_status(content: dict[str, Any]) -> None:
 
     counts = "  ".join(f"{name} {count}" for name, count in content["jobs_by_status"].items())
     console.print(f"Jobs by status: {counts}")
-
-
-def _safe_url(url: str) -> str:
-    """Return ``url`` with any password hidden."""
-    return make_url(url).render_as_string(hide_password=True)

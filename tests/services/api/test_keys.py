@@ -250,9 +250,44 @@ def test_keys_cli_create_list_revoke(settings: Settings) -> None:
     assert bad.returncode == 2 and "tenant must be" in bad.stderr
 
 
-def _steep(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+@EMBEDDED_ONLY
+def test_keys_cli_finds_data_dir_or_says_none(settings: Settings, tmp_path: Path) -> None:
+    """Run in a folder with no database, ``steep keys`` says so and creates no file;
+    ``--data-dir`` names the folder of ``steep serve --data-dir``."""
+    environment = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in ("STEEP_DATABASE_URL", "STEEP_DATA_DIR")
+    }
+    empty = tmp_path / "elsewhere"
+    empty.mkdir()
+    served = Path(settings.resolved_database_url.removeprefix("sqlite:///")).parent
+
+    lost = _steep("keys", "create", "--tenant", "acme", check=False, cwd=empty, env=environment)
+    found = _steep(
+        "keys", "create", "--tenant", "acme", "--data-dir", str(served), cwd=empty, env=environment
+    )
+
+    assert lost.returncode == 3
+    assert "no steep database" in lost.stderr and "--data-dir" in lost.stderr
+    assert list(empty.iterdir()) == []
+    with TestClient(create_app(settings), headers=bearer(found.stdout.strip())) as client:
+        assert client.get("/v1/jobs").status_code == 200
+
+
+def _steep(
+    *args: str,
+    check: bool = True,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
-        [*STEEP, *args], capture_output=True, text=True, timeout=60, env=dict(os.environ)
+        [*STEEP, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env if env is not None else dict(os.environ),
+        cwd=cwd,
     )
     if check:
         assert result.returncode == 0, result.stderr
