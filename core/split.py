@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["split_indices"]
+__all__ = ["held_out_count", "split_indices"]
+
+
+def held_out_count(n_samples: int, fraction: float) -> int:
+    """Return how many of ``n_samples`` a split of ``fraction`` holds out:
+    ``round(fraction * n_samples)``, at least 1 when ``fraction > 0``, else 0."""
+    if fraction <= 0:
+        return 0
+    return max(1, round(fraction * n_samples))
 
 
 def split_indices(
@@ -25,7 +33,7 @@ def split_indices(
     """
     if fraction <= 0:
         return np.arange(n_samples), np.empty(0, dtype=np.int64)
-    n_held = max(1, round(fraction * n_samples))
+    n_held = held_out_count(n_samples, fraction)
     if n_held >= n_samples:
         raise ValueError(
             f"a split of {fraction} leaves no training samples out of {n_samples}; "

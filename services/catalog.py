@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 import core
 from core.encoding import Encoding
 from core.spec import JobSpec
+from core.split import held_out_count
 from services.datasets import BUILTIN_PREFIX
 from services.errors import InvalidInput, NotFound
 from services.schemas import ColumnPublic, DatasetList, DatasetPublic, MissingValues
@@ -242,7 +243,8 @@ def check_dataset_fits(spec: JobSpec, dataset: DatasetPublic) -> None:
 
     Raises:
         InvalidInput: the dataset has missing feature values and the spec does not
-            set ``preprocessing.impute``, or the spec requests regression on text labels.
+            set ``preprocessing.impute``, the validation split leaves no training
+            samples, or the spec requests regression on text labels.
     """
     missing = dataset.missing_values
     if missing is not None and spec.preprocessing.impute == "none":
@@ -253,6 +255,15 @@ def check_dataset_fits(spec: JobSpec, dataset: DatasetPublic) -> None:
             f"{missing.column!r}; set preprocessing.impute to 'mean' or "
             "'median' to fill them from the training split, or upload the data without gaps",
             loc=("body", "preprocessing", "impute"),
+        )
+    fraction = spec.training.validation_split
+    n_held = held_out_count(dataset.n_samples, fraction)
+    if n_held >= dataset.n_samples:
+        raise InvalidInput(
+            f"training.validation_split is {fraction}, which holds out {n_held:,} of the "
+            f"{dataset.n_samples:,} samples of dataset {dataset.id!r} and leaves none to "
+            "train on; use a smaller split (0 for none) or a dataset with more samples",
+            loc=("body", "training", "validation_split"),
         )
     text_labels = any(isinstance(label, str) for label in dataset.classes or [])
     task = spec.resolved_task(dataset.task)

@@ -191,6 +191,18 @@ BAD_SPECS: list[tuple[str, dict[str, Any], str, str]] = [
         "val_accuracy",
     ),
     ("too many parameters", DIGITS_WIDE, "model", "parameters"),
+    (
+        "split leaves no training rows",
+        _with("training.validation_split", 0.9, {**TEA_SPEC, "dataset": "builtin:xor"}),
+        "validation_split",
+        "leaves none to train on",
+    ),
+    (
+        "split of the one-sample dataset",
+        _with("training.validation_split", 0.5, TEA_SPEC),
+        "validation_split",
+        "0.5",
+    ),
 ]
 
 
