@@ -97,15 +97,19 @@ def get_parameter_file(
 
     Final weights, once written, are always served, because they supersede every
     checkpoint. Before that, ``checkpoint="latest"`` serves the parameters of the
-    latest checkpoint of a running job.
+    latest checkpoint of a running job. A failed job serves no final weights: only
+    its latest checkpoint, when asked for.
 
     Raises:
         NotFound: no job of ``tenant`` has that id.
-        Conflict: there are no weights yet (and no checkpoint, when one was requested).
+        Conflict: there are no weights yet (and no checkpoint, when one was requested),
+            or the job failed.
     """
     with session_scope(settings.resolved_database_url, write=False) as session:
         job = require_job(session, tenant, job_id)
-        weights = job_store.get_weights(session, job.id)
+        if job.status == "failed" and checkpoint != "latest":
+            raise Conflict(_failed_message(job, hint_checkpoint=True))
+        weights = None if job.status == "failed" else job_store.get_weights(session, job.id)
         if weights is not None:
             loaded = _final_model(session, job, weights)
             if file_format == "npz" and not loaded.encoding_added:
@@ -162,6 +166,18 @@ def _dataset_encoding(session: Session, job: Job) -> Encoding | None:
     if "columns" in stored:
         return Encoding.from_dict(stored)
     return Encoding.numeric([str(name) for name in row.feature_names])
+
+
+def _failed_message(job: Job, hint_checkpoint: bool) -> str:
+    """Explain why a failed job serves no model: whatever parameters it stored when it
+    stopped (a diverged run's last finite ones, say) are not a trained model."""
+    reason = job.stop_reason or "error"
+    if job.stop_message:
+        reason += f": {job.stop_message}"
+    message = f"job {job.id} failed ({reason}), so it has no trained model to serve"
+    if hint_checkpoint:
+        message += "; pass checkpoint=latest for the parameters of its last checkpoint"
+    return message
 
 
 def _no_weights_message(job: Job, hint_checkpoint: bool) -> str:
@@ -233,7 +249,7 @@ def predict(
 
     Raises:
         NotFound: no job of ``tenant`` has that id.
-        Conflict: the job has no weights yet.
+        Conflict: the job has no weights yet, or it failed.
         InvalidInput: a row has the wrong number of values or the wrong keys, a value
             has the wrong type or is an unknown category, or a value is missing and
             the model cannot impute it. Malformed rows are reported before a missing
@@ -241,6 +257,8 @@ def predict(
     """
     with session_scope(settings.resolved_database_url, write=False) as session:
         job = require_job(session, tenant, job_id)
+        if job.status == "failed":
+            raise Conflict(_failed_message(job, hint_checkpoint=False))
         weights = job_store.get_weights(session, job.id)
         if weights is None:
             encoding = _dataset_encoding(session, job)

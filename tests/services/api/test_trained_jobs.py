@@ -190,3 +190,23 @@ def _wait_for_checkpoint(client: TestClient, job_id: str) -> Any:
         assert response.status_code == 409, response.text
         time.sleep(0.05)
     raise AssertionError(f"job {job_id} wrote no checkpoint within 20 s")
+
+
+def test_failed_job_serves_no_model(client: TestClient, train: Train) -> None:
+    """A diverged job's stored parameters are not a trained model: weights and predict are
+    409s that say why, and the job's failure stays readable."""
+    spec = {
+        **TEA_SPEC,
+        "optimizer": {"type": "sgd", "lr": 10.0},
+        "training": {**TEA_SPEC["training"], "epochs": 500, "dtype": "float32"},
+    }
+    job = submit(client, spec)
+    assert train(job["id"]) == "failed"
+
+    for path in (f"/v1/jobs/{job['id']}/weights", f"/v1/jobs/{job['id']}/weights?format=json"):
+        problem = assert_problem(client.get(path), 409)
+        assert "diverged" in problem["detail"]
+        assert "checkpoint=latest" in problem["detail"]
+    predicted = client.post(f"/v1/jobs/{job['id']}/predict", json={"inputs": [[2.0]]})
+    assert "no trained model" in assert_problem(predicted, 409)["detail"]
+    assert client.get(f"/v1/jobs/{job['id']}").json()["stop_reason"] == "diverged"
