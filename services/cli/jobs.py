@@ -28,6 +28,7 @@ from services.cli.remote import (
     print_json,
     print_outcome,
 )
+from services.client import Client
 
 app = typer.Typer(
     name="jobs",
@@ -243,11 +244,16 @@ def predict(
 ) -> None:
     """Predict with a job's trained model on the service.
 
+    CSV columns that are not inputs of the model (the target, an id) are left out, as
+    `steep predict` does; a JSON file is sent as it is.
+
     Exit codes: 0 predicted, 2 the rows were rejected or cannot be read, 3 the service
     could not be reached, 4 no such job.
     """
     rows = _read_rows(data)
     with connect(url) as client:
+        if data.suffix.lower() == ".csv":
+            rows = _input_columns_only(client, job_id, rows)
         result = client.predict(job_id, rows)
     if as_json:
         print_json({"outputs": result.outputs, "predictions": result.predictions})
@@ -258,6 +264,13 @@ def predict(
     for index, prediction in enumerate(result.predictions):
         table.add_row(str(index), escape(_format(prediction)))
     console.print(table)
+
+
+def _input_columns_only(client: Client, job_id: str, rows: list[Any]) -> list[Any]:
+    """Keep only the model's input columns of CSV rows (dicts keyed by the header)."""
+    dataset = client.get_dataset(client.get(job_id).dataset)
+    inputs = [column["name"] for column in dataset["columns"]]
+    return [{name: row[name] for name in inputs if name in row} for row in rows]
 
 
 def _read_rows(path: Path) -> list[Any]:

@@ -26,6 +26,12 @@ def write_json(path: Path, content: Any) -> Path:
     return path
 
 
+def _iris_columns(service: LiveService) -> list[dict[str, Any]]:
+    with Client(service.url, service.api_key) as client:
+        columns: list[dict[str, Any]] = client.get_dataset("builtin:iris")["columns"]
+    return columns
+
+
 def test_job_commands_exit_codes_and_json(service: LiveService, tmp_path: Path) -> None:
     """submit, jobs, show, history, download, predict, watch and cancel, with their codes."""
     url = ("--url", service.url)
@@ -40,6 +46,10 @@ def test_job_commands_exit_codes_and_json(service: LiveService, tmp_path: Path) 
     history = invoke("jobs", "history", job["id"], "--json", *url)
     download = invoke("jobs", "download", job["id"], "-o", str(tmp_path / "w.npz"), *url)
     predicted = invoke("jobs", "predict", job["id"], str(rows_path), "--json", *url)
+    csv_path = tmp_path / "rows.csv"
+    columns = [column["name"] for column in _iris_columns(service)]
+    csv_path.write_text(",".join(["species", *columns]) + "\nsetosa,5.1,3.5,1.4,0.2\n")
+    from_csv = invoke("jobs", "predict", job["id"], str(csv_path), "--json", *url)
     watched = invoke("jobs", "watch", job["id"], "--json", *url)
     cancel_finished = invoke("jobs", "cancel", job["id"], *url)
     rejected = invoke("submit", str(bad_path), "--wait", *url)
@@ -58,6 +68,8 @@ def test_job_commands_exit_codes_and_json(service: LiveService, tmp_path: Path) 
     assert (tmp_path / "w.npz").read_bytes().startswith(b"PK")
     assert predicted.exit_code == 0
     assert json.loads(predicted.stdout)["predictions"] == ["setosa"]
+    assert from_csv.exit_code == 0, from_csv.output  # the target column is left out
+    assert json.loads(from_csv.stdout)["predictions"] == ["setosa"]
     assert watched.exit_code == 0
     assert cancel_finished.exit_code == 2
     assert "already finished" in cancel_finished.stderr
