@@ -1,6 +1,6 @@
 """Download a trained job's parameters and predict on digits locally, without the service.
 
-    python examples/predict_locally.py [JOB_ID] [--url http://127.0.0.1:8000]
+    python examples/predict_locally.py [JOB_ID] [--url URL]
 
 Without JOB_ID, the best job of the experiment "digits-sweep" (examples/sweep_digits.py)
 is used. The parameter file is saved as ``JOB_ID.npz``; after that, only the file
@@ -23,7 +23,9 @@ EXPERIMENT = "digits-sweep"
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("job_id", nargs="?", help=f"default: the best job of {EXPERIMENT}")
-    parser.add_argument("--url", default="http://127.0.0.1:8000", help="the steep service")
+    parser.add_argument(
+        "--url", default=None, help="the steep service; default: from STEEP_PORT and STEEP_HOST"
+    )
     args = parser.parse_args()
 
     with Client(args.url) as steep:

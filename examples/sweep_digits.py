@@ -2,7 +2,7 @@
 
 Start a service first (``steep serve``), then run:
 
-    python examples/sweep_digits.py [--url http://127.0.0.1:8000]
+    python examples/sweep_digits.py [--url URL]
 
 The sweep is ``examples/sweep_digits.json``: a 3x2 grid over ``optimizer.lr`` and the
 first layer's units, two trials at a time, with the median stopping rule.
@@ -35,7 +35,9 @@ class CountsPrinter:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--url", default="http://127.0.0.1:8000", help="the steep service")
+    parser.add_argument(
+        "--url", default=None, help="the steep service; default: from STEEP_PORT and STEEP_HOST"
+    )
     args = parser.parse_args()
     body = json.loads(SWEEP_FILE.read_text())
 

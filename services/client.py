@@ -30,6 +30,7 @@ from services.client_errors import (
     ServerError,
     SteepError,
     TooLargeError,
+    UnreachableError,
     ValidationError,
     error_for,
 )
@@ -65,6 +66,7 @@ __all__ = [
     "SteepError",
     "Sweep",
     "TooLargeError",
+    "UnreachableError",
     "ValidationError",
 ]
 
@@ -79,22 +81,25 @@ class Client:
     Connection errors and 502/503/504 responses are retried up to ``retries`` times
     with backoff. Submits of jobs and sweeps are retried with the same
     ``Idempotency-Key``, so a retry after a lost response never creates a second one.
-    ``api_key`` is sent as ``Authorization: Bearer``; without it, the key of the
-    ``STEEP_API_KEY`` setting is sent, if set. ``transport`` replaces httpx's default
-    transport (for tests, proxies or mounts).
+    ``base_url`` defaults to the settings' (``STEEP_PUBLIC_URL``, or
+    ``http://STEEP_HOST:STEEP_PORT``). ``api_key`` is sent as ``Authorization:
+    Bearer``; without it, the key of the ``STEEP_API_KEY`` setting is sent, if set.
+    ``transport`` replaces httpx's default transport (for tests, proxies or mounts).
     """
 
     def __init__(
         self,
-        base_url: str = "http://127.0.0.1:8000",
+        base_url: str | None = None,
         api_key: str | None = None,
         *,
         timeout: float = 30.0,
         retries: int = 3,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        if api_key is None and (configured := get_settings().api_key) is not None:
-            api_key = configured.get_secret_value()
+        settings = get_settings()
+        base_url = base_url or settings.base_url
+        if api_key is None and settings.api_key is not None:
+            api_key = settings.api_key.get_secret_value()
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.base_url = base_url.rstrip("/")
         self._http = httpx.Client(
@@ -117,9 +122,11 @@ class Client:
         for attempt in range(self.retries + 1):
             try:
                 response = self._http.request(method, path, **kwargs)
-            except httpx.TransportError:
+            except httpx.TransportError as error:
                 if attempt == self.retries:
-                    raise
+                    raise UnreachableError(
+                        self.base_url, str(error) or type(error).__name__
+                    ) from error
             else:
                 if response.status_code not in _RETRY_STATUSES or attempt == self.retries:
                     break

@@ -2,8 +2,8 @@
 
 Every error response of steep is an RFC 9457 problem-details body; ``error_for``
 maps its status to a class, and each exception keeps the body in ``problem``.
-Connection failures are not wrapped: they surface as ``httpx.TransportError``
-once the client's retries are used up.
+A service that cannot be reached at all, once the client's retries are used up,
+raises ``UnreachableError`` (status 0), with the httpx error as its cause.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ __all__ = [
     "ServerError",
     "SteepError",
     "TooLargeError",
+    "UnreachableError",
     "ValidationError",
     "error_for",
 ]
@@ -64,6 +65,19 @@ class QuotaError(SteepError):
 
 class ServerError(SteepError):
     """The server failed or is unavailable (5xx), after the client's retries."""
+
+
+class UnreachableError(SteepError):
+    """No connection to the service: it is not running, or the URL is wrong (status 0)."""
+
+    def __init__(self, base_url: str, reason: str) -> None:
+        super().__init__(
+            0,
+            {
+                "detail": f"cannot reach steep at {base_url}: {reason}; check that the service "
+                "is running (`steep serve`) and that the URL is right"
+            },
+        )
 
 
 _ERROR_BY_STATUS: dict[int, type[SteepError]] = {

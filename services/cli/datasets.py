@@ -8,13 +8,12 @@ from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
-import httpx
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from services.cli.remote import new_client
+from services.cli.remote import exit_code_for, new_client
 from services.client import SteepError
 
 app = typer.Typer(
@@ -67,8 +66,7 @@ def upload(
         )
         raise typer.Exit(EXIT_BAD_INPUT)
     with new_client(url) as client:
-        base_url = client.base_url
-        dataset = _call(base_url, lambda: client.upload_dataset(path, name=name, target=target))
+        dataset = _call(lambda: client.upload_dataset(path, name=name, target=target))
     if as_json:
         console.print_json(json.dumps(dataset))
         return
@@ -88,9 +86,7 @@ def list_datasets(url: UrlOption = None, as_json: JsonOption = False) -> None:
         base_url = client.base_url
         cursor = None
         while True:
-            page = _call(
-                base_url, partial(client.list_datasets, limit=_LIST_PAGE_SIZE, cursor=cursor)
-            )
+            page = _call(partial(client.list_datasets, limit=_LIST_PAGE_SIZE, cursor=cursor))
             items += page["items"]
             cursor = page.get("next_cursor")
             if not cursor:
@@ -114,18 +110,13 @@ def list_datasets(url: UrlOption = None, as_json: JsonOption = False) -> None:
     console.print(table)
 
 
-def _call(base_url: str, request: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+def _call(request: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     """Run one client call; print an error and exit with the matching code if it fails."""
     try:
         result = request()
     except SteepError as error:
         error_console.print(f"[red]{escape(str(error))}[/red]", highlight=False, soft_wrap=True)
-        raise typer.Exit(EXIT_BAD_INPUT if error.status < 500 else EXIT_UNREACHABLE) from error
-    except httpx.TransportError as error:
-        error_console.print(
-            f"[red]Cannot reach steep at {base_url}: {escape(str(error))}[/red]", soft_wrap=True
-        )
-        raise typer.Exit(EXIT_UNREACHABLE) from error
+        raise typer.Exit(exit_code_for(error)) from error
     return result
 
 

@@ -35,6 +35,7 @@ __all__ = [
     "JsonOption",
     "UrlOption",
     "connect",
+    "exit_code_for",
     "fail",
     "metrics_table",
     "new_client",
@@ -76,12 +77,19 @@ def connect(url: str | None) -> Iterator[Client]:
     try:
         with new_client(base_url) as client:
             yield client
-    except NotFoundError as error:
-        fail(str(error), EXIT_NOT_FOUND)
     except SteepError as error:
-        fail(str(error), EXIT_BAD_INPUT if error.status < 500 else EXIT_UNREACHABLE)
-    except httpx.TransportError as error:
+        fail(str(error), exit_code_for(error))
+    except httpx.TransportError as error:  # a stream that broke after it started
         fail(f"Cannot reach steep at {base_url}: {error}", EXIT_UNREACHABLE)
+
+
+def exit_code_for(error: SteepError) -> int:
+    """Return 4 for a 404, 3 for an unreachable service or a 5xx, and 2 for another 4xx."""
+    if isinstance(error, NotFoundError):
+        return EXIT_NOT_FOUND
+    if error.status == 0 or error.status >= 500:
+        return EXIT_UNREACHABLE
+    return EXIT_BAD_INPUT
 
 
 def fail(message: str, code: int) -> NoReturn:

@@ -7,10 +7,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from typer.testing import CliRunner
 
 from services.cli import app
-from services.client import Client
+from services.client import Client, UnreachableError
 from tests.services.client.live import IRIS_SPEC, LiveService
 from tests.services.client.test_client_session import LONG_SPEC, wait_until_running
 
@@ -102,8 +103,20 @@ def test_unreachable_service_exits_3() -> None:
     result = invoke("jobs", "show", "any", "--url", "http://127.0.0.1:9")
 
     assert result.exit_code == 3
-    assert "Cannot reach steep" in result.stderr
+    assert "cannot reach steep at http://127.0.0.1:9" in result.stderr
     assert time.monotonic() - started < 30
+
+
+def test_client_raises_unreachable_error() -> None:
+    """The Python client turns a refused connection into a steep error, not an httpx one."""
+    with (
+        Client("http://127.0.0.1:9", retries=0) as client,
+        pytest.raises(UnreachableError) as raised,
+    ):
+        client.get("any")
+
+    assert raised.value.status == 0
+    assert "is running" in raised.value.detail
 
 
 def test_sweep_commands_exit_codes_and_json(service: LiveService, tmp_path: Path) -> None:
