@@ -314,8 +314,8 @@ class SweepDetail(SweepPublic):
     base: dict[str, Any]
     parameters: dict[str, Any]
     leaderboard: list[LeaderboardEntry] = Field(
-        description="Running and succeeded trials that have an objective value, best first; "
-        "ties keep the trial order."
+        description="Running, succeeded and cancelled trials that have an objective value, "
+        "best first; ties keep the trial order. Failed trials are left out."
     )
     trials: list[TrialPublic]
 

@@ -511,7 +511,8 @@ def objective_value(objective: Objective, trial: TrialRow) -> tuple[float | None
 def _leaderboard(objective: Objective, trials: Sequence[TrialRow]) -> list[LeaderboardEntry]:
     ranked = []
     for trial in trials:
-        if trial.job_id is None or trial.status not in ("running", "succeeded"):
+        # A failed trial's values are not a model's; a cancelled one keeps what it trained.
+        if trial.job_id is None or trial.status not in ("running", "succeeded", "cancelled"):
             continue
         value, epoch = objective_value(objective, trial)
         if value is not None:

@@ -319,6 +319,36 @@ def test_cancel_sweep_stops_starting_trials(
     assert missing.status_code == 404
 
 
+def test_cancelled_sweep_keeps_leaderboard(
+    client: TestClient, settings: Settings, enqueue: RecordingEnqueue
+) -> None:
+    """A trial cancelled with its sweep still ranks on the leaderboard with what it reached."""
+    spec = {**IRIS_SPEC, "training": {**IRIS_SPEC["training"], "epochs": 2000, "batch_size": 8}}
+    body = {"base": spec, "parameters": {"optimizer.lr": {"values": [0.01]}}, "max_parallel": 1}
+    sweep = submit_sweep(client, body)
+    job_id = sweep["trials"][0]["job_id"]
+    outcome: list[str] = []
+    worker = threading.Thread(
+        target=lambda: outcome.append(run_job(job_id, worker_id="test-worker", settings=settings))
+    )
+    worker.start()
+    deadline = time.monotonic() + 60
+    while client.get(f"/v1/jobs/{job_id}").json()["progress"]["epoch"] < 3:
+        assert time.monotonic() < deadline, "the trial did not reach epoch 3 in 60 s"
+        time.sleep(0.05)
+
+    assert client.post(f"/v1/sweeps/{sweep['id']}/cancel").status_code == 202
+    worker.join(timeout=60)
+    detail = client.get(f"/v1/sweeps/{sweep['id']}").json()
+
+    assert outcome == ["cancelled"]
+    (entry,) = detail["leaderboard"]
+    assert entry["job_id"] == job_id
+    assert entry["status"] == "cancelled"
+    assert entry["value"] is not None
+    assert detail["trials"][0]["value"] == entry["value"]
+
+
 def test_median_rule_stops_clearly_worse_trial(
     client: TestClient, settings: Settings, enqueue: RecordingEnqueue
 ) -> None:
