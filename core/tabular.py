@@ -416,7 +416,19 @@ def _features_from_csv(stream: IO[bytes], feature_names: Sequence[str] | None) -
 # NPZ and JSON ---------------------------------------------------------------
 
 
+NPZ_MAGIC = b"PK"  # an NPZ file is a zip archive
+NPY_MAGIC = b"\x93NUMPY"
+
+
 def _read_npz(stream: IO[bytes]) -> dict[str, np.ndarray]:
+    start = stream.read(len(NPY_MAGIC))
+    stream.seek(0)
+    if not start.startswith(NPZ_MAGIC) and start != NPY_MAGIC:
+        # numpy would take any other file for a pickle and say so, which misleads.
+        raise ValueError(
+            "the data is not an NPZ file (a zip archive of .npy arrays, as numpy.savez "
+            "writes); save x and y with numpy.savez, or upload CSV or JSON"
+        )
     try:
         loaded = np.load(stream, allow_pickle=False)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:

@@ -269,6 +269,7 @@ def predict(
 
     x = _encode(model.input_encoding, request.inputs)
     _check_missing(model, x, request.inputs)
+    _check_range(model, x, request.inputs)
     try:
         outputs = model.predict_outputs(x)
         predictions = model.predict(x)
@@ -299,16 +300,38 @@ def _check_missing(model: Model, x: np.ndarray, rows: list[Any]) -> None:
     if not len(missing):
         return
     row, feature = (int(index) for index in missing[0])
-    encoding = model.input_encoding
-    column = encoding.column_of_feature(feature)
-    field: int | str = (
-        column if isinstance(rows[row], dict) else encoding.column_names.index(column)
-    )
+    column, field = _place(model, rows, row, feature)
     raise InvalidInput(
         f"inputs[{row}][{field!r}] (column {column!r}) is missing, but this model was trained "
         "without preprocessing.impute, so every value is required",
         loc=("body", "inputs", row, field),
     )
+
+
+def _check_range(model: Model, x: np.ndarray, rows: list[Any]) -> None:
+    """Name the first value too large for the model's dtype (1e308 in a float32 model)."""
+    largest = float(np.finfo(model.network.dtype).max)
+    beyond = np.argwhere(np.abs(np.nan_to_num(x, nan=0.0)) > largest)
+    if not len(beyond):
+        return
+    row, feature = (int(index) for index in beyond[0])
+    column, field = _place(model, rows, row, feature)
+    raise InvalidInput(
+        f"inputs[{row}][{field!r}] (column {column!r}) is {x[row, feature]:g}, beyond the "
+        f"range of this {np.dtype(model.network.dtype).name} model (about ±{largest:.1e}); "
+        "send values the model's dtype can hold",
+        loc=("body", "inputs", row, field),
+    )
+
+
+def _place(model: Model, rows: list[Any], row: int, feature: int) -> tuple[str, int | str]:
+    """Return the column of a feature and how the request names it: a key or a position."""
+    encoding = model.input_encoding
+    column = encoding.column_of_feature(feature)
+    field: int | str = (
+        column if isinstance(rows[row], dict) else encoding.column_names.index(column)
+    )
+    return column, field
 
 
 def _finite_or_none(value: float) -> float | None:

@@ -233,6 +233,14 @@ def describe_validation_error(item: dict[str, Any]) -> str:
         return f"{field}.type: field required; it selects which kind of {field} this is"
     if kind == "union_tag_invalid" or "input" not in item:
         return f"{field}: {message}"
+    if isinstance(item["input"], bytes):
+        # FastAPI hands over the raw body when the Content-Type is not JSON.
+        return (
+            f"{field}: {message}; the body was not read as JSON, so send it with "
+            "'Content-Type: application/json'"
+        )
+    if ", got " in message:
+        return f"{field}: {message} ({_short_repr(item['input'])})"
     return f"{field}: {message}, got {_short_repr(item['input'])}"
 
 

@@ -315,3 +315,20 @@ def test_validation_messages_hide_pydantic_internals(client: TestClient) -> None
     assert "union[" not in detail
     assert "list[" not in detail
     assert "discriminator" not in assert_problem(missing_tag, 422)["detail"]
+
+
+def test_validation_messages_say_got_once(client: TestClient) -> None:
+    spec = {**TEA_SPEC, "model": {"layers": [{"type": "dense", "units": 3.5}]}}
+
+    detail = assert_problem(client.post("/v1/jobs", json=spec), 422)["detail"]
+
+    assert detail.count("got") == 1
+    assert "3.5" in detail
+
+
+def test_json_sent_as_text_gets_content_type_hint(client: TestClient) -> None:
+    response = client.post(
+        "/v1/jobs", content=json.dumps(TEA_SPEC), headers={"Content-Type": "text/plain"}
+    )
+
+    assert "Content-Type: application/json" in assert_problem(response, 422)["detail"]

@@ -210,3 +210,17 @@ def test_failed_job_serves_no_model(client: TestClient, train: Train) -> None:
     predicted = client.post(f"/v1/jobs/{job['id']}/predict", json={"inputs": [[2.0]]})
     assert "no trained model" in assert_problem(predicted, 409)["detail"]
     assert client.get(f"/v1/jobs/{job['id']}").json()["stop_reason"] == "diverged"
+
+
+def test_predict_value_beyond_float32_is_422(client: TestClient, train: Train) -> None:
+    """1e308 is finite in JSON but not in a float32 model: a 422 naming the value."""
+    spec = {**TEA_SPEC, "training": {**TEA_SPEC["training"], "dtype": "float32"}}
+    job = submit(client, spec)
+    assert train(job["id"]) == "succeeded"
+
+    response = client.post(f"/v1/jobs/{job['id']}/predict", json={"inputs": [[1e308]]})
+
+    problem = assert_problem(response, 422)
+    assert "inputs[0][0]" in problem["detail"]
+    assert "1e+308" in problem["detail"]
+    assert "float32" in problem["detail"]

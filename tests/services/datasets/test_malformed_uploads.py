@@ -95,6 +95,7 @@ CASES = [
     _npz("npz-zero-rows", npz_bytes(x=np.empty((0, 2)), y=np.empty(0)), "x has no samples"),
     _npz("npz-without-y", npz_bytes(x=XOR_X), "has no 'y'"),
     _npz("npz-single-array", b"\x93NUMPY" + b"\x00" * 40, "not a readable NPZ"),
+    _npz("npz-that-is-text", b"x,y\n1,2\n", "not an NPZ file", "numpy.savez"),
     _npz("npz-with-target", npz_bytes(x=XOR_X, y=np.array([0, 1, 1, 0])), "CSV column", target="y"),
     _npz(
         "npz-inf",
