@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from services.cli.output import table_console
 from services.cli.remote import exit_code_for, new_client
 from services.client import SteepError
 
@@ -21,7 +22,7 @@ app = typer.Typer(
     help="Upload and list datasets on a running steep service.",
     no_args_is_help=True,
 )
-console = Console()
+console = table_console()
 error_console = Console(stderr=True)
 
 UrlOption = Annotated[

@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from services.cli.output import table_console
 from services.cli.remote import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
@@ -37,7 +37,7 @@ app = typer.Typer(
     "3 service unreachable, 4 not found.",
     invoke_without_command=True,
 )
-console = Console()
+console = table_console()
 
 JobIdArgument = Annotated[str, typer.Argument(help="The job's id.", metavar="JOB_ID")]
 

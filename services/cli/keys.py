@@ -15,13 +15,14 @@ from rich.console import Console
 from rich.table import Table
 
 from services.cli.database import DataDirOption, database_errors, operator_settings
+from services.cli.output import table_console
 from services.errors import InvalidInput, NotFound
 from services.keys import KeyInfo, create_key, list_keys, revoke_key
 
 __all__ = ["app"]
 
 app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
-console = Console(soft_wrap=True)
+console = table_console(soft_wrap=True)
 error_console = Console(stderr=True, soft_wrap=True)
 
 EXIT_BAD_INPUT = 2

@@ -24,6 +24,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from services.cli.output import table_console
 from services.client import Client, Job, NotFoundError, SteepError
 from services.settings import get_settings
 
@@ -45,7 +46,7 @@ __all__ = [
 ]
 
 app = typer.Typer()
-console = Console()
+console = table_console()
 error_console = Console(stderr=True)
 
 UrlOption = Annotated[

@@ -19,6 +19,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from services.cli.database import DataDirOption, database_errors, operator_settings
+from services.cli.output import table_console
 from services.cli.remote import JsonOption, print_json
 from services.store import overview, workers
 from services.store.db import session_scope
@@ -27,7 +28,7 @@ from services.store.models import utcnow
 __all__ = ["app", "read_status"]
 
 app = typer.Typer()
-console = Console(soft_wrap=True)
+console = table_console(soft_wrap=True)
 stderr_console = Console(stderr=True, soft_wrap=True)
 
 EXIT_UNREACHABLE = 3

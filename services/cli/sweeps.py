@@ -16,6 +16,7 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
+from services.cli.output import table_console
 from services.cli.remote import (
     EXIT_FAILED,
     JsonOption,
@@ -34,7 +35,7 @@ sweeps_app = typer.Typer(
     invoke_without_command=True,
 )
 app.add_typer(sweeps_app, name="sweeps")
-console = Console()
+console = table_console()
 error_console = Console(stderr=True)
 
 SweepIdArgument = Annotated[str, typer.Argument(help="The sweep's id.", metavar="SWEEP_ID")]
