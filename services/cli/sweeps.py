@@ -85,7 +85,10 @@ def sweep_tables(sweep: Sweep, rows: int = LEADERBOARD_ROWS) -> Group:
 def _follow(client: Client, sweep: Sweep, as_json: bool) -> Sweep:
     if as_json:
         return client.wait_sweep(sweep.id)
-    with Live(sweep_tables(sweep), console=error_console, refresh_per_second=2) as live:
+    # Transient: the live view goes away at the end, and _report prints the final state once.
+    with Live(
+        sweep_tables(sweep), console=error_console, refresh_per_second=2, transient=True
+    ) as live:
         return client.wait_sweep(sweep.id, on_update=lambda state: live.update(sweep_tables(state)))
 
 

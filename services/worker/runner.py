@@ -301,7 +301,8 @@ def _end(
     if not written:
         return _report_lost(claim)
     message = details.get("stop_message") or details.get("error_message") or ""
-    logger.info(
+    logger.log(
+        logging.WARNING if status == "failed" else logging.INFO,
         "job %s %s, %s (attempt %d, worker %s) %s",
         claim.job_id,
         status,
