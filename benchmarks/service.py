@@ -20,13 +20,27 @@ end. Without --broker-url it uses Redis database 13 on 127.0.0.1:6379. In each m
 3. Burst throughput: ``--jobs`` one-epoch jobs submitted at once through
    ``services.jobs.create_job`` to the same worker. It reports the time from the
    first submission to the last success, which includes broker polling.
-4. Poll latency: ``--pollers`` concurrent httpx clients (one asyncio
-   AsyncClient with a pool of that many connections) send ``--poll-requests``
-   ``GET /v1/jobs/{id}`` requests in all to the ``steep api`` subprocess (uvicorn
-   defaults, one process) while the worker trains a long job that writes history.
+4. Polling: ``GET /v1/jobs/{id}`` sent to the ``steep api`` subprocess (uvicorn, one
+   process) while the worker trains a long job that writes history, in two runs with
+   ``--pollers`` pollers, each an ``httpx.AsyncClient`` of its own with a kept-alive
+   connection (all in this process):
 
-The pollers, the API and the worker run on the same machine and share its CPUs,
-so on a small machine the poll numbers include that contention.
+   - paced (the goal's measurement): each poller sends a GET every
+     ``--poll-interval`` seconds (default 0.5 s, the interval of steep's own client)
+     from a random phase, for ``--poll-seconds``. The schedule is open-loop: a request
+     is sent at its time even when the poller's previous response has not arrived, so
+     the offered load stays ``pollers / interval`` requests/s however slow the API is.
+     It reports the latency percentiles, the offered and achieved rates, failed
+     requests, and how late this process sent requests against the schedule. A
+     latency runs from the call of ``client.get`` to the end of the response body, so
+     it also includes this process's own delays, but not a late send.
+   - saturation: the same pollers send ``--saturation-requests`` GETs in all, each the
+     moment its previous one returns. This measures the API's maximum throughput;
+     its latencies are mostly time spent queueing behind the other pollers.
+
+   Both runs report the CPU time per request of the API process (from /proc, Linux
+   only) and of this process. Where the API requires API keys (distributed mode), the
+   script creates a key and every client sends it.
 
 Run from the repository root::
 
@@ -57,6 +71,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -69,6 +84,7 @@ import numpy as np
 
 import core
 from services.jobs import create_job
+from services.keys import create_key
 from services.settings import Settings, get_settings
 from services.store.db import dispose_engine, session_scope
 from services.store.migrate import upgrade
@@ -181,6 +197,11 @@ GOAL_OVERHEAD_RATIO = 1.05
 GOAL_REDIS_SUBMIT_P50_MS = 50.0
 GOAL_POLL_P99_MS = 20.0
 
+# steep's own client polls every 0.5 s (services.client.Client.wait), and so does
+# `steep submit --wait`.
+CLIENT_POLL_SECONDS = 0.5
+POLL_TIMEOUT_SECONDS = 30.0
+
 STEEP_COMMAND = [
     sys.executable,
     "-c",
@@ -221,6 +242,7 @@ def percentiles_ms(seconds: list[float]) -> dict[str, float]:
     return {
         "n": len(values),
         "p50_ms": float(np.percentile(values, 50)),
+        "p95_ms": float(np.percentile(values, 95)),
         "p99_ms": float(np.percentile(values, 99)),
         "max_ms": float(values.max()),
     }
@@ -237,10 +259,18 @@ def transition_time(detail: dict[str, Any], status: str) -> datetime:
 # Service processes ------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class RunningService:
+    base_url: str
+    api_pid: int
+    # The Authorization header where the API needs a key (distributed mode), else empty.
+    headers: dict[str, str]
+
+
 @contextmanager
-def service_processes(settings: Settings, port: int, log_dir: Path) -> Iterator[str]:
+def service_processes(settings: Settings, port: int, log_dir: Path) -> Iterator[RunningService]:
     """Run ``steep api`` on 127.0.0.1:``port`` and one solo ``steep worker``; yield the
-    API's base URL. Their output goes to log files in ``log_dir``."""
+    API's base URL and process id. Their output goes to log files in ``log_dir``."""
     base_url = f"http://127.0.0.1:{port}"
     started: list[subprocess.Popen[bytes]] = []
     try:
@@ -258,7 +288,7 @@ def service_processes(settings: Settings, port: int, log_dir: Path) -> Iterator[
                     )
                 )
         wait_until_healthy(base_url, started, log_dir)
-        yield base_url
+        yield RunningService(base_url, api_pid=started[0].pid, headers=api_headers(settings))
     finally:
         api_log = log_dir / f"api-{port}.log"
         errors_logged = [
@@ -277,13 +307,25 @@ def service_processes(settings: Settings, port: int, log_dir: Path) -> Iterator[
                 process.wait()
 
 
+def api_headers(settings: Settings) -> dict[str, str]:
+    """Return the headers a client of ``settings``' API sends: a new key of the benchmark's
+    tenant where the API requires keys, no headers where it does not."""
+    if not settings.keys_required:
+        return {}
+    secret = create_key(settings, TENANT, name="benchmarks/service.py").secret
+    return {"Authorization": f"Bearer {secret}"}
+
+
 def wait_until_healthy(
     base_url: str, processes: list[subprocess.Popen[bytes]], log_dir: Path
 ) -> None:
     deadline = time.monotonic() + START_SECONDS
     while time.monotonic() < deadline:
         if any(process.poll() is not None for process in processes):
-            raise RuntimeError(f"steep api or worker exited at start; see the logs in {log_dir}")
+            # The logs are in a temporary folder that is deleted on the way out.
+            raise RuntimeError(
+                f"steep api or worker exited at start; the end of their logs:\n{tail_logs(log_dir)}"
+            )
         try:
             if httpx.get(f"{base_url}/healthz", timeout=1.0).status_code == 200:
                 return
@@ -293,6 +335,15 @@ def wait_until_healthy(
     raise TimeoutError(
         f"steep api did not respond on {base_url}/healthz within {START_SECONDS:.0f} s"
     )
+
+
+def tail_logs(log_dir: Path, lines: int = 10) -> str:
+    """Return the last ``lines`` lines of each log file in ``log_dir``, under its name."""
+    parts = []
+    for path in sorted(log_dir.glob("*.log")):
+        last = path.read_text(errors="replace").splitlines()[-lines:]
+        parts.append("\n".join([f"--- {path.name}", *last]))
+    return "\n".join(parts)
 
 
 def post_job(client: httpx.Client, spec: dict[str, Any]) -> str:
@@ -351,62 +402,205 @@ def long_digits_spec(epochs: int) -> dict[str, Any]:
     return spec
 
 
-async def poll_concurrently(
-    base_url: str, job_id: str, pollers: int, total_requests: int
-) -> tuple[list[float], dict[str, int], float]:
-    """Send ``total_requests`` GETs of one job from ``pollers`` concurrent tasks sharing one
-    AsyncClient. Return the seconds of each answered request, the count of failed requests
-    by error, and the wall time of all of them."""
-    limits = httpx.Limits(max_connections=pollers, max_keepalive_connections=pollers)
-    latencies: list[float] = []
-    errors: Counter[str] = Counter()
+# Polling ------------------------------------------------------------------------------
+
+
+@dataclass
+class PollRun:
+    """The outcome of one polling run: the latency of each successful request, failures by
+    kind, and the timing and CPU time of the run."""
+
+    latencies: list[float] = field(default_factory=list)
+    send_lags: list[float] = field(default_factory=list)
+    errors: Counter[str] = field(default_factory=Counter)
+    sent: int = 0
+    wall_seconds: float = 0.0
+    api_cpu_seconds: float | None = None
+    client_cpu_seconds: float = 0.0
+
+
+def process_cpu_seconds(pid: int) -> float | None:
+    """Return the user plus system CPU seconds of process ``pid`` from /proc, or None where
+    /proc is not available (not Linux)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    # After the command name: state is field 3, utime and stime are fields 14 and 15.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def get_job(client: httpx.AsyncClient, job_id: str, run: PollRun) -> None:
+    """Send one GET of the job; record its latency, or its failure in ``run.errors``."""
+    run.sent += 1
+    started = time.perf_counter()
+    try:
+        response = await client.get(f"/v1/jobs/{job_id}")
+    except httpx.HTTPError as error:
+        run.errors[type(error).__name__] += 1
+        return
+    if response.status_code != 200:
+        run.errors[f"HTTP {response.status_code}"] += 1
+        return
+    run.latencies.append(time.perf_counter() - started)
+
+
+async def open_clients(
+    service: RunningService, job_id: str, pollers: int
+) -> list[httpx.AsyncClient]:
+    """Open one AsyncClient per poller, as separate polling programs would, and send one
+    unmeasured GET on each so that its connection is open before the clock starts."""
+    clients = [
+        httpx.AsyncClient(
+            base_url=service.base_url, headers=service.headers, timeout=POLL_TIMEOUT_SECONDS
+        )
+        for _ in range(pollers)
+    ]
+    try:
+        for client in clients:
+            (await client.get(f"/v1/jobs/{job_id}")).raise_for_status()
+    except BaseException:
+        await asyncio.gather(*(client.aclose() for client in clients))
+        raise
+    return clients
+
+
+async def poll_on_schedule(
+    service: RunningService, job_id: str, pollers: int, interval: float, seconds: float
+) -> PollRun:
+    """Poll the job open-loop: each poller sends a GET every ``interval`` seconds from a
+    random phase, for ``seconds``.
+
+    Every request is sent at its scheduled time in a task of its own, whether or not the
+    poller's previous response has arrived, so slow responses do not lower the offered
+    load. ``send_lags`` records how late each request left against its schedule, which
+    shows whether this process kept up.
+    """
+    run = PollRun()
+    clients = await open_clients(service, job_id, pollers)
+    loop = asyncio.get_running_loop()
+    random = np.random.default_rng(0)
+    in_flight: set[asyncio.Task[None]] = set()
+
+    async def poller(client: httpx.AsyncClient, start: float, phase: float) -> None:
+        scheduled = start + phase
+        while scheduled < start + seconds:
+            await asyncio.sleep(max(0.0, scheduled - loop.time()))
+            run.send_lags.append(loop.time() - scheduled)
+            task = asyncio.create_task(get_job(client, job_id, run))
+            in_flight.add(task)
+            task.add_done_callback(in_flight.discard)
+            scheduled += interval
+
+    try:
+        api_cpu_before = process_cpu_seconds(service.api_pid)
+        client_cpu_before = time.process_time()
+        start = loop.time()
+        phases = random.uniform(0.0, interval, size=pollers)
+        await asyncio.gather(
+            *(
+                poller(client, start, float(phase))
+                for client, phase in zip(clients, phases, strict=True)
+            )
+        )
+        await asyncio.gather(*in_flight)
+        run.wall_seconds = loop.time() - start
+        run.client_cpu_seconds = time.process_time() - client_cpu_before
+        api_cpu_after = process_cpu_seconds(service.api_pid)
+        if api_cpu_before is not None and api_cpu_after is not None:
+            run.api_cpu_seconds = api_cpu_after - api_cpu_before
+    finally:
+        await asyncio.gather(*(client.aclose() for client in clients))
+    return run
+
+
+async def poll_back_to_back(
+    service: RunningService, job_id: str, pollers: int, total_requests: int
+) -> PollRun:
+    """Poll the job closed-loop: each poller sends its next GET as soon as the previous one
+    returns, ``total_requests`` in all. This measures the API's throughput at saturation;
+    the latencies are queueing behind the other pollers, not the latency of a paced poller."""
+    run = PollRun()
+    clients = await open_clients(service, job_id, pollers)
     remaining = total_requests
 
-    async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=30.0) as client:
+    async def poller(client: httpx.AsyncClient) -> None:
+        nonlocal remaining
+        while remaining > 0:
+            remaining -= 1
+            await get_job(client, job_id, run)
 
-        async def poll() -> None:
-            nonlocal remaining
-            while remaining > 0:
-                remaining -= 1
-                started = time.perf_counter()
-                try:
-                    response = await client.get(f"/v1/jobs/{job_id}")
-                except httpx.HTTPError as error:
-                    errors[type(error).__name__] += 1
-                    continue
-                latencies.append(time.perf_counter() - started)
-                if response.status_code != 200:
-                    errors[f"HTTP {response.status_code}"] += 1
+    try:
+        api_cpu_before = process_cpu_seconds(service.api_pid)
+        client_cpu_before = time.process_time()
+        started = time.perf_counter()
+        await asyncio.gather(*(poller(client) for client in clients))
+        run.wall_seconds = time.perf_counter() - started
+        run.client_cpu_seconds = time.process_time() - client_cpu_before
+        api_cpu_after = process_cpu_seconds(service.api_pid)
+        if api_cpu_before is not None and api_cpu_after is not None:
+            run.api_cpu_seconds = api_cpu_after - api_cpu_before
+    finally:
+        await asyncio.gather(*(client.aclose() for client in clients))
+    return run
 
-        wall_started = time.perf_counter()
-        await asyncio.gather(*(poll() for _ in range(pollers)))
-        wall_seconds = time.perf_counter() - wall_started
-    return latencies, dict(errors), wall_seconds
+
+def summarize_poll_run(run: PollRun) -> dict[str, Any]:
+    """Return the percentiles, rates, failures and CPU cost of one polling run."""
+    answered = len(run.latencies)
+    summary: dict[str, Any] = {
+        **(percentiles_ms(run.latencies) if answered else {"n": 0}),
+        "sent": run.sent,
+        "failed_requests": dict(run.errors),
+        "seconds": run.wall_seconds,
+        "achieved_requests_per_second": answered / run.wall_seconds,
+        "api_cpu_ms_per_request": None,
+        "client_cpu_ms_per_request": 1000.0 * run.client_cpu_seconds / max(run.sent, 1),
+    }
+    if run.api_cpu_seconds is not None and answered:
+        summary["api_cpu_ms_per_request"] = 1000.0 * run.api_cpu_seconds / answered
+    return summary
 
 
 def measure_polling(
-    client: httpx.Client, base_url: str, pollers: int, total_requests: int
+    client: httpx.Client, service: RunningService, args: argparse.Namespace
 ) -> dict[str, Any]:
-    """Poll a job with ``pollers`` concurrent clients while the worker trains it."""
-    # Long enough to train during the whole poll; it is cancelled afterwards.
+    """Poll a job while the worker trains it: first paced pollers on a schedule, then the
+    same number of pollers back to back for the saturation throughput."""
+    # Long enough to train during both runs; it is cancelled afterwards.
     job_id = post_job(client, long_digits_spec(100_000))
     wait_for_status(client, job_id, {"running"}, timeout=60)
-    epochs_before = client.get(f"/v1/jobs/{job_id}").json()["progress"]
-    latencies, errors, wall_seconds = asyncio.run(
-        poll_concurrently(base_url, job_id, pollers, total_requests)
+    progress_before = client.get(f"/v1/jobs/{job_id}").json()["progress"]
+
+    load_before_paced = os.getloadavg()[0]
+    paced = asyncio.run(
+        poll_on_schedule(service, job_id, args.pollers, args.poll_interval, args.poll_seconds)
     )
+    paced_summary = summarize_poll_run(paced)
+    paced_summary["offered_requests_per_second"] = args.pollers / args.poll_interval
+    paced_summary["send_lag_p99_ms"] = float(np.percentile(paced.send_lags, 99) * 1000.0)
+    paced_summary["load_before"] = load_before_paced
+    paced_summary["load_after"] = load_before_saturated = os.getloadavg()[0]
+    progress_between = client.get(f"/v1/jobs/{job_id}").json()["progress"]
+
+    saturated = asyncio.run(
+        poll_back_to_back(service, job_id, args.pollers, args.saturation_requests)
+    )
+    saturation_summary = summarize_poll_run(saturated)
+    saturation_summary["load_before"] = load_before_saturated
+    saturation_summary["load_after"] = os.getloadavg()[0]
     after = client.get(f"/v1/jobs/{job_id}").json()
     still_running = after["status"] == "running"
     client.post(f"/v1/jobs/{job_id}/cancel").raise_for_status()
     wait_for_status(client, job_id, {"cancelled"}, timeout=60)
     return {
-        **percentiles_ms(latencies),
-        "pollers": pollers,
-        "requests_per_second": len(latencies) / wall_seconds,
-        "failed_requests": errors,
+        "pollers": args.pollers,
+        "api_key_sent": bool(service.headers),
         "job_ran_throughout": still_running,
-        "progress_before": epochs_before,
-        "progress_after": after["progress"],
+        "epochs_trained_while_paced": progress_between["epoch"] - progress_before["epoch"],
+        "epochs_trained_while_saturated": after["progress"]["epoch"] - progress_between["epoch"],
+        "paced": {"interval_seconds": args.poll_interval, **paced_summary},
+        "saturation": saturation_summary,
     }
 
 
@@ -453,14 +647,16 @@ def measure_mode(
             ),
         ]
         with (
-            service_processes(settings, PORTS[mode], Path(folder)) as base_url,
-            httpx.Client(base_url=base_url, timeout=30.0) as client,
+            service_processes(settings, PORTS[mode], Path(folder)) as service,
+            httpx.Client(
+                base_url=service.base_url, headers=service.headers, timeout=30.0
+            ) as client,
         ):
             # Warm up: the first job waits for the worker to connect to the broker.
             wait_for_status(client, post_job(client, TEA_SPEC), {"succeeded"}, timeout=120)
             submit_to_running = measure_submit_to_running(client, args.jobs)
             burst = measure_burst(settings, args.jobs)
-            polling = measure_polling(client, base_url, args.pollers, args.poll_requests)
+            polling = measure_polling(client, service, args)
         dispose_engine()
     return {
         "mode": mode,
@@ -525,9 +721,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--jobs", type=int, default=50, help="jobs in the submit-to-running and burst measurements"
     )
-    parser.add_argument("--pollers", type=int, default=50, help="concurrent GET /v1/jobs clients")
     parser.add_argument(
-        "--poll-requests", type=int, default=5000, help="GET requests sent by all pollers in all"
+        "--pollers", type=int, default=50, help="concurrent GET /v1/jobs/{id} clients"
+    )
+    parser.add_argument(
+        "--poll-interval",
+        type=float,
+        default=CLIENT_POLL_SECONDS,
+        help="seconds between one poller's requests in the paced run (default: the 0.5 s "
+        "of steep's client)",
+    )
+    parser.add_argument(
+        "--poll-seconds", type=float, default=30.0, help="duration of the paced run, in seconds"
+    )
+    parser.add_argument(
+        "--saturation-requests",
+        type=int,
+        default=5000,
+        help="GET requests sent by all pollers in all in the back-to-back run",
     )
     parser.add_argument(
         "--no-wait", action="store_true", help="measure even while benchmarks/engine.py runs"
@@ -535,6 +746,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
 
     args = parser.parse_args(argv)
+    if args.pollers < 1 or args.saturation_requests < 1:
+        parser.error("--pollers and --saturation-requests must be at least 1")
+    if args.poll_interval <= 0 or args.poll_seconds <= 0:
+        parser.error("--poll-interval and --poll-seconds must be positive")
     if args.modes is None:
         distributed = args.database_url or args.broker_url
         args.modes = ["embedded", "distributed"] if distributed else ["embedded"]
@@ -575,16 +790,48 @@ def print_report(report: dict[str, Any]) -> None:
             f"burst: {burst['jobs']} one-epoch jobs through one worker in "
             f"{burst['seconds']:.2f} s, {burst['seconds_per_job'] * 1000:.0f} ms per job"
         )
-        polling = result["polling"]
+        print_polling(result["polling"])
+
+
+def print_polling(polling: dict[str, Any]) -> None:
+    paced = polling["paced"]
+    saturation = polling["saturation"]
+    print(
+        f"GET /v1/jobs/{{id}} while the job trains (ran throughout: "
+        f"{'yes' if polling['job_ran_throughout'] else 'no'}):"
+    )
+    print(
+        f"  paced: {polling['pollers']} pollers, each every {paced['interval_seconds']} s for "
+        f"{paced['seconds']:.0f} s: offered {paced['offered_requests_per_second']:.0f} "
+        f"requests/s, achieved {paced['achieved_requests_per_second']:.0f}; latency "
+        f"{format_percentiles(paced)}  (goal p99 <= {GOAL_POLL_P99_MS:.0f} ms); load average "
+        f"{paced['load_before']:.2f} to {paced['load_after']:.2f}"
+    )
+    print(f"    send lag against the schedule, p99: {paced['send_lag_p99_ms']:.1f} ms")
+    print(
+        f"  saturation: {polling['pollers']} pollers back to back, {saturation['sent']} "
+        f"requests: {saturation['achieved_requests_per_second']:.0f} requests/s; latency "
+        f"{format_percentiles(saturation)} (queueing, no goal); load average "
+        f"{saturation['load_before']:.2f} to {saturation['load_after']:.2f}"
+    )
+    for name, run in (("paced", paced), ("saturation", saturation)):
+        api_cpu = run["api_cpu_ms_per_request"]
+        api_text = "unknown" if api_cpu is None else f"{api_cpu:.2f} ms"
         print(
-            f"GET /v1/jobs/{{id}}, {polling['pollers']} pollers, {polling['n']} requests, "
-            f"job training: p50 {polling['p50_ms']:.1f} ms, p99 {polling['p99_ms']:.1f} ms, "
-            f"{polling['requests_per_second']:.0f} requests/s  "
-            f"(goal p99 <= {GOAL_POLL_P99_MS:.0f} ms; job ran throughout: "
-            f"{'yes' if polling['job_ran_throughout'] else 'no'})"
+            f"  {name}: CPU per request: API process {api_text}, "
+            f"pollers {run['client_cpu_ms_per_request']:.2f} ms"
         )
-        if polling["failed_requests"]:
-            print(f"  failed poll requests (not in the percentiles): {polling['failed_requests']}")
+        if run["failed_requests"]:
+            print(f"  {name}: failed requests (not in the percentiles): {run['failed_requests']}")
+
+
+def format_percentiles(run: dict[str, Any]) -> str:
+    if run["n"] == 0:
+        return "no answered requests"
+    return (
+        f"p50 {run['p50_ms']:.1f} ms, p95 {run['p95_ms']:.1f} ms, p99 {run['p99_ms']:.1f} ms, "
+        f"max {run['max_ms']:.1f} ms"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
