@@ -18,7 +18,7 @@ from datetime import datetime
 from services.errors import InvalidInput, NotFound
 from services.settings import Settings
 from services.store import keys as key_store
-from services.store.db import session_scope
+from services.store.db import get_engine, session_scope
 from services.store.models import ApiKey
 
 __all__ = [
@@ -131,11 +131,11 @@ def authenticate(settings: Settings, secret: str) -> Principal | None:
     """Return the principal of the unrevoked key ``secret``, or None."""
     if not secret.startswith(KEY_PREFIX):
         return None
-    with session_scope(settings.resolved_database_url, write=False) as session:
-        row = key_store.find_active_key(session, hash_secret(secret))
-        if row is None:
-            return None
-        return Principal(tenant=row.tenant, operator=row.operator, key_id=row.id)
+    with get_engine(settings.resolved_database_url).connect() as connection:
+        row = key_store.find_active_key_row(connection, hash_secret(secret))
+    if row is None:
+        return None
+    return Principal(tenant=row.tenant, operator=bool(row.operator), key_id=row.id)
 
 
 def _info(row: ApiKey) -> KeyInfo:

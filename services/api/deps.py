@@ -1,5 +1,8 @@
 """Dependencies the route handlers share: the settings, who is asking, and the enqueue function.
 
+They are ``async def`` because none of them blocks: FastAPI runs a plain ``def``
+dependency in a worker thread, and each such handoff cost more than the work.
+
 ``AuthMiddleware`` (``services.api.auth``) resolves the API key of every ``/v1``
 and ``/metrics`` request before routing; ``current_principal`` returns what it
 found, and declares the bearer scheme in the OpenAPI document.
@@ -41,7 +44,7 @@ bearer_scheme = HTTPBearer(
 )
 
 
-def app_settings(request: Request) -> Settings:
+async def app_settings(request: Request) -> Settings:
     """Return the settings the app was created with."""
     settings: Settings = request.app.state.settings
     return settings
@@ -68,12 +71,12 @@ async def current_principal(
 PrincipalDep = Annotated[Principal, Depends(current_principal)]
 
 
-def current_tenant(principal: PrincipalDep) -> str:
+async def current_tenant(principal: PrincipalDep) -> str:
     """Return the tenant of the request."""
     return principal.tenant
 
 
-def require_operator(principal: PrincipalDep) -> Principal:
+async def require_operator(principal: PrincipalDep) -> Principal:
     """Return the principal if it may read service-wide data.
 
     Raises:
@@ -87,7 +90,7 @@ def require_operator(principal: PrincipalDep) -> Principal:
     return principal
 
 
-def enqueue(request: Request) -> Enqueue:
+async def enqueue(request: Request) -> Enqueue:
     """Return the function that sends a job's run message to the workers."""
     send: Enqueue = request.app.state.enqueue
     return send

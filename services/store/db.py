@@ -64,7 +64,9 @@ def create_engine_for(url: str) -> Engine:
         )
         _configure_sqlite(engine)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    # Up to 40 connections: as many as the API's worker threads (anyio's default limit), so
+    # a busy API never opens and closes connections beyond the pool on every request.
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=30)
 
 
 def get_engine(url: str | None = None) -> Engine:

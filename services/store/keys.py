@@ -4,12 +4,25 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.engine import Connection, Row
 from sqlalchemy.orm import Session
 
 from services.store.models import ApiKey, utcnow
 
-__all__ = ["find_active_key", "get_key", "insert_key", "list_keys", "revoke_key"]
+__all__ = [
+    "find_active_key",
+    "find_active_key_row",
+    "get_key",
+    "insert_key",
+    "list_keys",
+    "revoke_key",
+]
+
+# Every authenticated request runs this, so it is built once, as a Core statement.
+_ACTIVE_KEY_QUERY = select(ApiKey.id, ApiKey.tenant, ApiKey.operator).where(
+    ApiKey.secret_sha256 == bindparam("secret_sha256"), ApiKey.revoked_at.is_(None)
+)
 
 
 def insert_key(session: Session, key: ApiKey) -> None:
@@ -22,6 +35,12 @@ def find_active_key(session: Session, secret_sha256: str) -> ApiKey | None:
     return session.scalars(
         select(ApiKey).where(ApiKey.secret_sha256 == secret_sha256, ApiKey.revoked_at.is_(None))
     ).one_or_none()
+
+
+def find_active_key_row(connection: Connection, secret_sha256: str) -> Row[str, str, bool] | None:
+    """Return ``(id, tenant, operator)`` of the unrevoked key with this hash, if any."""
+    result = connection.execute(_ACTIVE_KEY_QUERY, {"secret_sha256": secret_sha256})
+    return result.first()
 
 
 def get_key(session: Session, key_id: str) -> ApiKey | None:
