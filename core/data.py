@@ -10,7 +10,7 @@ import numpy as np
 
 from core.encoding import Encoding
 from core.preprocessing import Preprocessor, check_finite_features, fit_preprocessor
-from core.spec import JobSpec, LossSpec, Task
+from core.spec import JobSpec, LossSpec, Preprocessing, Task
 from core.split import split_indices
 
 __all__ = ["PreparedData", "encode_classes", "prepare_data", "seed_stream"]
@@ -134,18 +134,17 @@ def prepare_data(
         seed_stream(spec.training.seed, SPLIT_STREAM),
         targets.labels if stratify else None,
     )
-    x_float = np.asarray(x, dtype=np.float64)
+    x_float = _as_float(x)
     # Check every row before the split, so that an error names the row of x, not of a split.
-    if spec.preprocessing.impute == "none":
-        Preprocessor().transform(x_float)
-    else:
-        check_finite_features(x_float)
-    preprocessor = fit_preprocessor(spec.preprocessing, x_float[train_index])
+    _check_feature_values(x_float, spec.preprocessing)
     has_val = len(val_index) > 0
+    # Without a validation split, train_index is every row in order, and x needs no gather.
+    x_train = x_float[train_index] if has_val else x_float
+    preprocessor = _fit_preprocessing(spec.preprocessing, x_train)
     return PreparedData(
-        x_train=preprocessor.transform(x_float[train_index], dtype),
+        x_train=_transform(preprocessor, x_train, dtype),
         y_train=targets.take(train_index),
-        x_val=preprocessor.transform(x_float[val_index], dtype) if has_val else None,
+        x_val=_transform(preprocessor, x_float[val_index], dtype) if has_val else None,
         y_val=targets.take(val_index) if has_val else None,
         task=task,
         loss=loss,
@@ -154,3 +153,54 @@ def prepare_data(
         preprocessor=preprocessor,
         feature_names=list(feature_names or [f"x{i}" for i in range(x.shape[1])]),
     )
+
+
+def _as_float(x: np.ndarray) -> np.ndarray:
+    """Return x itself when its dtype is float16, float32 or float64, else x in float64.
+
+    Those three convert exactly to float64, so skipping the float64 copy changes no
+    value that preprocessing or the training dtype receives. Other dtypes (integers,
+    longdouble) keep the float64 step, so they are rounded as before.
+    """
+    if x.dtype in (np.float16, np.float32, np.float64):
+        return x
+    return np.asarray(x, dtype=np.float64)
+
+
+def _check_feature_values(x: np.ndarray, preprocessing: Preprocessing) -> None:
+    """Raise ValueError for infinity in x (n_samples, n_features), and for NaN without imputation.
+
+    The sum takes one pass, and a finite sum means that x contains no NaN and no infinity.
+    Only when the sum is not finite (bad values, or a float overflow of the sum)
+    do the slower checks run, and they find the row and column for the message.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = x.sum()
+    if np.isfinite(total):
+        return
+    if preprocessing.impute == "none":
+        Preprocessor().transform(x)
+    else:
+        check_finite_features(x)
+
+
+def _fit_preprocessing(preprocessing: Preprocessing, x_train: np.ndarray) -> Preprocessor:
+    """Fit the preprocessing on x_train (n_train, n_features), or return the identity.
+
+    ``fit_preprocessor`` copies x_train to float64 for its statistics, which is
+    wasted work when there are no statistics to compute.
+    """
+    if preprocessing.impute == "none" and not preprocessing.standardize:
+        return Preprocessor()
+    return fit_preprocessor(preprocessing, x_train)
+
+
+def _transform(preprocessor: Preprocessor, x: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Return a preprocessed copy of x (n_samples, n_features) in ``dtype``.
+
+    The identity preprocessor only copies: ``_check_feature_values`` has already
+    rejected NaN and infinity, which is all that its ``transform`` would check.
+    """
+    if not preprocessor.to_arrays():
+        return np.array(x, dtype=dtype, order="C", copy=True)
+    return preprocessor.transform(x, dtype)

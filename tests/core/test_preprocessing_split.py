@@ -212,3 +212,65 @@ def test_preprocessor_arrays_round_trip():
     again = Preprocessor.from_arrays(preprocessor.to_arrays())
 
     assert np.array_equal(again.transform(x), preprocessor.transform(x))
+
+
+def round_trip_features(spec, x):
+    """Return the training and validation features computed from x converted to float64."""
+    train_index, val_index = split_indices(
+        len(x), spec.training.validation_split, seed_stream(spec.training.seed, SPLIT_STREAM)
+    )
+    x64 = np.asarray(x, dtype=np.float64)
+    preprocessor = fit_preprocessor(spec.preprocessing, x64[train_index])
+    dtype = np.dtype(spec.training.dtype)
+    return preprocessor.transform(x64[train_index], dtype), preprocessor.transform(
+        x64[val_index], dtype
+    )
+
+
+@pytest.mark.parametrize("input_dtype", ["float16", "float32", "float64", "int32"])
+@pytest.mark.parametrize("training_dtype", ["float32", "float64"])
+@pytest.mark.parametrize("standardize", [False, True])
+@pytest.mark.parametrize("validation_split", [0.0, 0.25])
+def test_features_equal_float64_round_trip(
+    input_dtype, training_dtype, standardize, validation_split
+):
+    """Features come out bit for bit as if x had been converted to float64 first."""
+    rng = np.random.default_rng(3)
+    x = (rng.normal(size=(40, 3)) * 50).astype(input_dtype)
+    spec = spec_for(
+        training={"validation_split": validation_split, "dtype": training_dtype},
+        preprocessing={"standardize": standardize},
+    )
+
+    data = prepare_data(spec, x, np.arange(40.0), "regression")
+
+    want_train, want_val = round_trip_features(spec, x)
+    assert data.x_train.dtype == np.dtype(training_dtype)
+    assert data.x_train.flags.c_contiguous
+    assert np.array_equal(data.x_train, want_train)
+    if validation_split:
+        assert data.x_val is not None
+        assert np.array_equal(data.x_val, want_val)
+    else:
+        assert data.x_val is None
+
+
+def test_features_copied_from_input():
+    """The training features are a copy: changing x afterwards does not change them."""
+    x, y = linear_regression_data(n_samples=20)
+    spec = spec_for(training={"dtype": "float64"})
+
+    data = prepare_data(spec, x, y, "regression")
+    x[0, 0] = 1e6
+
+    assert data.x_train[0, 0] != 1e6
+
+
+def test_finite_features_with_overflowing_sum_accepted():
+    """Finite float32 features whose float32 sum overflows are accepted, not called infinite."""
+    x = np.full((4, 2), 3e38, dtype=np.float32)
+    spec = spec_for(training={"dtype": "float32"})
+
+    data = prepare_data(spec, x, np.arange(4.0), "regression")
+
+    assert np.array_equal(data.x_train, x)
