@@ -45,7 +45,8 @@ def test_redelivered_messages_train_once(configure: Configure, processes: Proces
         **{**FAST_RECOVERY, "requeue_after_seconds": 60.0},
         broker_visibility_timeout_seconds=1.0,
     )
-    spec = digits_spec(80)
+    # Long enough to still be training 1.5 s after its first epoch on a fast machine.
+    spec = digits_spec(300)
     expected = reference_weights(spec)
     workers = [processes.worker("worker-a"), processes.worker("worker-b")]
     broker = redis.Redis.from_url(settings.resolved_broker_url)
@@ -69,5 +70,5 @@ def test_redelivered_messages_train_once(configure: Configure, processes: Proces
     assert len(claims(settings, job_id)) == 1
     logs = [worker.output() for worker in workers]
     assert sum(log.count(RECEIVED) for log in logs) == 3, processes.logs()
-    assert_each_epoch_once(settings, job_id, 80)
+    assert_each_epoch_once(settings, job_id, 300)
     assert_weights_equal(settings, job_id, expected)

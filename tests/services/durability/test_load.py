@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from services.settings import Settings
 from services.store.db import session_scope
 from services.store.models import HistoryRow, Job, Transition
+from tests.services.auth import bearer
 from tests.services.conftest import Configure
 from tests.services.durability.checks import DISTRIBUTED_ONLY, FAST_RECOVERY
 from tests.services.durability.processes import Processes, free_port
@@ -28,9 +29,14 @@ def _tea_spec(epochs: int) -> dict[str, Any]:
     return {**TEA_SPEC, "training": {**TEA_SPEC["training"], "epochs": epochs}}
 
 
-def _submit_all(base_url: str, specs: list[dict[str, Any]], threads: int) -> list[httpx.Response]:
-    """POST every spec from ``threads`` clients at once; return the responses in order."""
-    with httpx.Client(base_url=base_url, timeout=60) as client:
+def _submit_all(
+    settings: Settings, base_url: str, specs: list[dict[str, Any]], threads: int
+) -> list[httpx.Response]:
+    """POST every spec from ``threads`` clients at once, with the settings' API key; return
+    the responses in order."""
+    assert settings.api_key is not None
+    headers = bearer(settings.api_key.get_secret_value())
+    with httpx.Client(base_url=base_url, headers=headers, timeout=60) as client:
 
         def submit(spec: dict[str, Any]) -> httpx.Response:
             return client.post("/v1/jobs", json=spec)
@@ -62,14 +68,14 @@ def _assert_each_trained_once(settings: Settings, job_ids: list[str], epochs: in
 @DISTRIBUTED_ONLY
 def test_soak_burst_of_jobs(configure: Configure, processes: Processes) -> None:
     """500 two-epoch jobs sent at once over HTTP to two workers all succeed, each trained once."""
-    settings = configure(**FAST_RECOVERY)
+    settings = configure(**FAST_RECOVERY, max_queued_jobs_per_tenant=500)
     port = free_port()
     processes.api(port)
     processes.worker("worker-a")
     processes.worker("worker-b")
     processes.reaper()
 
-    responses = _submit_all(f"http://127.0.0.1:{port}", [_tea_spec(2)] * 500, threads=8)
+    responses = _submit_all(settings, f"http://127.0.0.1:{port}", [_tea_spec(2)] * 500, threads=8)
     job_ids = [response.json()["id"] for response in responses if response.status_code == 202]
     wait_for(lambda: _count_by_status(settings)["succeeded"] >= 500, timeout=180, interval=0.5)
 
@@ -94,7 +100,7 @@ def test_sqlite_writers_never_locked(configure: Configure, processes: Processes)
     processes.worker("worker-b")
     processes.reaper()
 
-    responses = _submit_all(base_url, [_tea_spec(20)] * 30, threads=4)
+    responses = _submit_all(settings, base_url, [_tea_spec(20)] * 30, threads=4)
     job_ids = [response.json()["id"] for response in responses if response.status_code == 202]
     reads: list[int] = []
     with httpx.Client(base_url=base_url, timeout=60) as client:
