@@ -78,7 +78,7 @@ def resolve_principal(settings: Settings, header: str | None) -> Principal:
 
 
 class AuthMiddleware:
-    """Put the request's ``Principal`` in ``scope["state"]``, or answer 401."""
+    """Put the request's ``Principal`` in ``scope["state"]``, or respond with a 401."""
 
     def __init__(self, app: ASGIApp, *, settings: Settings) -> None:
         self.app = app

@@ -50,14 +50,14 @@ def database_errors(settings: Settings) -> Iterator[None]:
     command run in the wrong folder leaves no empty database behind.
     """
     url = settings.resolved_database_url
-    shown = escape(make_url(url).render_as_string(hide_password=True))
+    safe_url = escape(make_url(url).render_as_string(hide_password=True))
     advice = (
         "check STEEP_DATABASE_URL or --data-dir (the folder given to `steep serve "
         "--data-dir`), and that the database is running and migrated (`steep db upgrade`)"
     )
     database_path = make_url(url).database if settings.is_embedded else None
     if database_path and not Path(database_path).is_file():
-        stderr_console.print(f"no steep database at {shown}")
+        stderr_console.print(f"no steep database at {safe_url}")
         stderr_console.print(advice)
         raise typer.Exit(EXIT_UNREACHABLE)
     try:
@@ -65,6 +65,6 @@ def database_errors(settings: Settings) -> Iterator[None]:
     except SQLAlchemyError as error:
         reason = getattr(error, "orig", None) or error
         stderr_console.print(
-            f"could not read the database {shown}: {escape(str(reason))}; {advice}"
+            f"could not read the database {safe_url}: {escape(str(reason))}; {advice}"
         )
         raise typer.Exit(EXIT_UNREACHABLE) from None

@@ -14,6 +14,6 @@ PIPED_WIDTH = 200
 
 
 def table_console(*, soft_wrap: bool = False) -> Console:
-    """A console on stdout: the terminal's width on a terminal, PIPED_WIDTH elsewhere."""
+    """Return a console on stdout, as wide as the terminal, or PIPED_WIDTH when not on one."""
     width = None if sys.stdout.isatty() else PIPED_WIDTH
     return Console(width=width, soft_wrap=soft_wrap)

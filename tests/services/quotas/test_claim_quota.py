@@ -24,7 +24,7 @@ def _submit(client: TestClient) -> str:
 
 
 def _row(settings: Settings, job_id: str) -> tuple[str, int]:
-    """The job's status and its number of transitions."""
+    """Return the job's status and its number of transitions."""
     with session_scope(settings.resolved_database_url, write=False) as session:
         status = session.scalar(select(Job.status).where(Job.id == job_id))
         transitions = session.scalars(select(Transition.id).where(Transition.job_id == job_id))
