@@ -79,6 +79,13 @@ class Settings(BaseSettings):
         "the API listens on loopback in embedded mode, where requests without a key belong "
         "to the tenant 'local'.",
     )
+    key_cache_seconds: float = Field(
+        2.0,
+        ge=0,
+        description="How long an API process reuses a key it found valid before it looks "
+        "the key up again, so a revoked key stops working within this time; 0 looks every "
+        "request's key up.",
+    )
 
     api_key: SecretStr | None = Field(
         None,

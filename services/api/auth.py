@@ -6,6 +6,9 @@ finds it. Doing this ahead of routing means a request without a valid key gets
 its 401 before its body is read or parsed, so a malformed body from an
 unauthenticated client is a 401, not a 422.
 
+A key found valid is reused for ``key_cache_seconds`` (``KeyCache``) before it is
+looked up again, so a revoked key stops working within that time.
+
 Without a header, the request belongs to the tenant ``local`` when the settings
 allow it (embedded mode on loopback, see ``Settings.keys_required``), and is a 401
 otherwise. A header that is present is always checked, so a wrong key is a 401 in
@@ -15,6 +18,7 @@ every mode.
 from __future__ import annotations
 
 import logging
+import time
 
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
@@ -24,12 +28,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.api.problems import domain_error_response
 from services.errors import Unauthorized
-from services.keys import LOCAL_TENANT, Principal, authenticate
+from services.keys import LOCAL_TENANT, Principal, authenticate, hash_secret
 from services.settings import Settings
 
 __all__ = [
     "LOCAL_PRINCIPAL",
     "AuthMiddleware",
+    "KeyCache",
     "install_auth",
     "needs_principal",
     "resolve_principal",
@@ -77,12 +82,39 @@ def resolve_principal(settings: Settings, header: str | None) -> Principal:
     return principal
 
 
+class KeyCache:
+    """Principals of keys found valid in the last ``seconds``, by the key's SHA-256.
+
+    Only valid keys are kept, so a new key works at once and a revoked one stops
+    working within ``seconds``. At ``max_entries`` the cache starts over.
+    """
+
+    def __init__(self, seconds: float, max_entries: int = 10_000) -> None:
+        self.seconds = seconds
+        self.max_entries = max_entries
+        self._entries: dict[str, tuple[Principal, float]] = {}
+
+    def get(self, header: str) -> Principal | None:
+        entry = self._entries.get(hash_secret(header))
+        if entry is None or entry[1] < time.monotonic():
+            return None
+        return entry[0]
+
+    def put(self, header: str, principal: Principal) -> None:
+        if self.seconds <= 0:
+            return
+        if len(self._entries) >= self.max_entries:
+            self._entries.clear()
+        self._entries[hash_secret(header)] = (principal, time.monotonic() + self.seconds)
+
+
 class AuthMiddleware:
     """Put the request's ``Principal`` in ``scope["state"]``, or respond with a 401."""
 
     def __init__(self, app: ASGIApp, *, settings: Settings) -> None:
         self.app = app
         self.settings = settings
+        self.cache = KeyCache(settings.key_cache_seconds)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not needs_principal(scope["path"]):
@@ -92,8 +124,11 @@ class AuthMiddleware:
         try:
             if header is None:
                 principal = resolve_principal(self.settings, None)  # no database read
+            elif (cached := self.cache.get(header)) is not None:
+                principal = cached
             else:
                 principal = await run_in_threadpool(resolve_principal, self.settings, header)
+                self.cache.put(header, principal)
         except Unauthorized as error:
             request = Request(scope)
             logger.info(

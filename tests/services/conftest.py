@@ -56,6 +56,8 @@ TEST_SETTINGS: dict[str, Any] = {
     "reaper_interval_seconds": 0.5,
     "requeue_after_seconds": 30.0,
     "log_level": "INFO",
+    # Revocation takes effect at once; test_keys checks the cache with a short lifetime.
+    "key_cache_seconds": 0.0,
 }
 
 Configure = Callable[..., Settings]

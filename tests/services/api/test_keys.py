@@ -131,6 +131,22 @@ def test_revoked_key_is_401(
         assert client.get(f"/v1/jobs/{job['id']}").status_code == 200
 
 
+def test_revoked_key_stops_after_cache_lifetime(configure: Configure) -> None:
+    """An API process reuses a valid key for key_cache_seconds, then sees the revocation."""
+    settings = configure(key_cache_seconds=0.5)
+    app = create_app(settings)
+    created = create_key(settings, "acme")
+    with TestClient(app, headers=bearer(created.secret)) as client:
+        assert client.get("/v1/jobs").status_code == 200
+        revoke_key(settings, created.info.id)
+        within = client.get("/v1/jobs")
+        time.sleep(0.6)
+        after = client.get("/v1/jobs")
+
+    assert within.status_code == 200
+    assert_unauthorized(after)
+
+
 def test_database_stores_only_key_hash(settings: Settings) -> None:
     created = create_key(settings, "acme")
 
