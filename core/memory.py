@@ -255,14 +255,14 @@ def _keeps_best(spec: JobSpec) -> bool:
 
 
 def _checkpoint_bytes(spec: JobSpec, shape: _Shape, n_parameters: int) -> int:
-    """A checkpoint holds its state copies, the NPZ in a buffer, and the bytes from it."""
+    """Return the bytes of one checkpoint: its state copies, the NPZ buffer, and its bytes."""
     n_state = OPTIMIZER_STATE_ARRAYS[spec.optimizer.type]
     arrays = (1 + n_state + (1 if _keeps_best(spec) else 0)) * n_parameters * shape.itemsize
     return 3 * arrays
 
 
 def _history_bytes(spec: JobSpec, shape: _Shape) -> int:
-    """The history records kept in memory and written into every checkpoint."""
+    """Return the bytes of the history records kept in memory and written to checkpoints."""
     n_dense = sum(isinstance(layer, Dense) for layer in spec.model.layers)
     # epoch, train_loss, train metrics, val_loss, val metrics, lr, epoch_seconds, grad norms
     n_values = 4 + 2 + (3 if shape.n_val else 0) + n_dense
@@ -284,7 +284,8 @@ def _layer_widths(spec: JobSpec, n_features: int) -> list[tuple[str, int, int]]:
 
 
 def _batch_activation_bytes(spec: JobSpec, shape: _Shape) -> int:
-    """One training batch: every layer's kept arrays, plus the largest layer's temporaries.
+    """Return the bytes of one training batch: every layer's kept arrays, plus the largest
+    layer's temporaries.
 
     A dense layer keeps z and a (one array for linear) until the next batch, and a
     dropout layer its mask and output. The backward pass adds dL/d(input) and the
@@ -306,7 +307,8 @@ def _batch_activation_bytes(spec: JobSpec, shape: _Shape) -> int:
 
 
 def _validation_bytes(spec: JobSpec, shape: _Shape) -> int:
-    """The validation pass: one chunk's layer arrays, the outputs, and the loss's temporaries."""
+    """Return the bytes of the validation pass: one chunk's layer arrays, the outputs, and
+    the loss's temporaries."""
     if shape.n_val == 0:
         return 0
     rows = min(shape.n_val, VALIDATION_CHUNK_ROWS)

@@ -424,7 +424,7 @@ def _read_npz(stream: IO[bytes]) -> dict[str, np.ndarray]:
     start = stream.read(len(NPY_MAGIC))
     stream.seek(0)
     if not start.startswith(NPZ_MAGIC) and start != NPY_MAGIC:
-        # numpy would take any other file for a pickle and say so, which misleads.
+        # numpy treats any other file as a pickle, and its error about pickles misleads.
         raise ValueError(
             "the data is not an NPZ file (a zip archive of .npy arrays, as numpy.savez "
             "writes); save x and y with numpy.savez, or upload CSV or JSON"

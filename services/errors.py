@@ -66,7 +66,7 @@ class TooLarge(SteepError):
 class QuotaExceeded(SteepError):
     """The tenant already has as much work in the service as its quota allows.
 
-    ``retry_after_seconds``, when given, tells the client when trying again may succeed.
+    ``retry_after_seconds``, when given, is the time after which a retry may succeed.
     """
 
     def __init__(self, message: str, retry_after_seconds: int | None = None) -> None:

@@ -101,10 +101,11 @@ def check_job_limits(
     """Check a job against the server's per-job limits.
 
     Raises:
-        InvalidInput: ``training.epochs`` is above ``max_history_points``; the model
-            has more than ``max_parameters`` parameters; epochs times training
-            samples is above ``max_epoch_samples``; or the estimated memory is above
-            ``worker_memory_bytes``. The message names the value and the limit.
+        InvalidInput: the job breaks one of the limits: ``training.epochs`` above
+            ``max_history_points``, more than ``max_parameters`` parameters, epochs
+            times training samples above ``max_epoch_samples``, or an estimated
+            memory above ``worker_memory_bytes``. The message names the value and
+            the limit.
     """
     _check_epochs(settings, spec)
     _check_parameters(settings, spec, dataset, n_parameters)

@@ -52,8 +52,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_body_limit(app)
     install_metrics(app)
     app.add_middleware(RequestIdMiddleware)
-    # Every /v1 route needs a key (or the keyless local mode); dependencies run once
-    # per request, so routes that also ask for the tenant do not look the key up again.
+    # Every /v1 route needs a key, or the keyless local mode. FastAPI runs a dependency
+    # once per request, so routes that also ask for the tenant reuse the principal.
     for router in (jobs.router, datasets.router, sweeps.router, experiments.router):
         app.include_router(
             router, dependencies=[Depends(current_principal)], responses=problem_responses(401)

@@ -4,8 +4,8 @@ They are ``async def`` because none of them blocks: FastAPI runs a plain ``def``
 dependency in a worker thread, and each such handoff cost more than the work.
 
 ``AuthMiddleware`` (``services.api.auth``) resolves the API key of every ``/v1``
-and ``/metrics`` request before routing; ``current_principal`` returns what it
-found, and declares the bearer scheme in the OpenAPI document.
+and ``/metrics`` request before routing. ``current_principal`` returns the
+principal it found, and declares the bearer scheme in the OpenAPI document.
 """
 
 from __future__ import annotations

@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,11 +33,11 @@ stderr_console = Console(stderr=True, soft_wrap=True)
 
 
 def operator_settings(data_dir: Path | None) -> Settings:
-    """Return the settings, with ``data_dir`` (when given) exported as ``STEEP_DATA_DIR``."""
-    if data_dir is not None:
-        os.environ["STEEP_DATA_DIR"] = str(data_dir.resolve())
-        get_settings.cache_clear()
-    return get_settings()
+    """Return the process's settings, with ``data_dir`` in place of theirs when given."""
+    settings = get_settings()
+    if data_dir is None:
+        return settings
+    return settings.model_copy(update={"data_dir": data_dir.resolve()})
 
 
 @contextmanager

@@ -33,7 +33,7 @@ EXIT_NOT_FOUND = 4
 def create(
     tenant: Annotated[str, typer.Option(help="The tenant the key acts for.")],
     name: Annotated[
-        str | None, typer.Option(help="A label to tell keys apart, e.g. who holds it.")
+        str | None, typer.Option(help="A label to tell keys apart, for example the key's owner.")
     ] = None,
     operator: Annotated[
         bool, typer.Option(help="Also allow /metrics, which covers every tenant.")

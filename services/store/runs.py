@@ -146,7 +146,7 @@ def claim(
     transaction so that every epoch is recorded exactly once.
 
     With ``max_running_per_tenant``, a job whose tenant already has that many jobs
-    running stays queued and ``Deferred`` is returned; its ``enqueued_at`` is set
+    running stays queued, and ``Deferred`` is returned. Its ``enqueued_at`` is set
     to now, so the reaper counts the caller's next message as sent. The count runs
     under the tenant's job lock (``job_store.lock_tenant_jobs``), so two workers
     cannot both take the tenant's last running place.
@@ -156,7 +156,7 @@ def claim(
         if max_running_per_tenant is not None:
             deferred = _defer_over_quota(session, job_id, max_running_per_tenant, now)
             if deferred is not None:
-                return deferred if isinstance(deferred, Deferred) else None
+                return deferred
         statement = _claim_statement(job_id, worker_id, lease_seconds, now)
         row = session.execute(statement, execution_options={"synchronize_session": False}).first()
         if row is None:
@@ -187,12 +187,15 @@ def claim(
 
 def _defer_over_quota(
     session: Session, job_id: str, max_running: int, now: datetime
-) -> Deferred | bool | None:
-    """Return ``Deferred`` if the job's tenant runs ``max_running`` jobs, False if the job is
-    not queued, and None if the claim may go on."""
+) -> Deferred | None:
+    """Return ``Deferred`` if the job's tenant runs ``max_running`` jobs, else None.
+
+    A job that is not queued gets None too, and the claim's conditional UPDATE then
+    matches nothing.
+    """
     tenant = session.scalar(select(Job.tenant).where(Job.id == job_id, Job.status == "queued"))
     if tenant is None:
-        return False
+        return None
     job_store.lock_tenant_jobs(session, tenant)
     running = job_store.count_active_jobs(session, tenant).running
     if running < max_running:

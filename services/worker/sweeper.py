@@ -10,7 +10,7 @@ Each pass handles every running sweep in two steps:
    stop_reason ``early_stopped`` and that message.
 2. Starting and ending: with the sweep row locked, trials become jobs while fewer
    than ``max_parallel`` of the sweep's jobs are queued or running, and while the
-   tenant is under its running and queued job quotas; otherwise they wait for a
+   tenant is under its running and queued job quotas. Other trials wait for a
    later pass. The jobs are enqueued after the commit. A sweep with no trial left
    to start or running ends.
 

@@ -39,7 +39,7 @@ def assert_unauthorized(response: httpx.Response) -> dict[str, Any]:
 
 
 def test_missing_key_is_401(configure: Configure) -> None:
-    """Distributed mode always needs a key; embedded mode needs one when told to."""
+    """Distributed mode always needs a key, and embedded mode needs one with require_keys."""
     settings = configure(require_keys=True)
     with TestClient(create_app(settings)) as anonymous:
         for path in ("/v1/jobs", "/v1/datasets", "/v1/sweeps", "/v1/experiments"):
@@ -132,7 +132,7 @@ def test_revoked_key_is_401(
 
 
 def test_revoked_key_stops_after_cache_lifetime(configure: Configure) -> None:
-    """An API process reuses a valid key for key_cache_seconds, then sees the revocation."""
+    """An API process reuses a valid key for key_cache_seconds, then rejects the revoked key."""
     settings = configure(key_cache_seconds=0.5)
     app = create_app(settings)
     created = create_key(settings, "acme")
@@ -156,7 +156,8 @@ def test_database_stores_only_key_hash(settings: Settings) -> None:
 
     assert row.secret_sha256 == hashlib.sha256(created.secret.encode()).hexdigest()
     assert not any(created.secret in value for value in stored)
-    assert created.secret.startswith(row.prefix) and len(row.prefix) < len(created.secret) // 3
+    assert created.secret.startswith(row.prefix)
+    assert len(row.prefix) < len(created.secret) // 3
 
 
 def test_operations_pages_need_no_key(configure: Configure) -> None:
@@ -246,11 +247,13 @@ def test_keys_cli_create_list_revoke(settings: Settings) -> None:
     listed = _steep("keys", "ls", "--json")
     app = create_app(settings)
 
-    assert secret.startswith("steep_") and "\n" not in secret
+    assert secret.startswith("steep_")
+    assert "\n" not in secret
     assert "not shown again" in created.stderr
     assert secret not in listed.stdout
     (entry,) = [key for key in json.loads(listed.stdout) if key["tenant"] == "acme"]
-    assert entry["name"] == "ci" and entry["revoked_at"] is None
+    assert entry["name"] == "ci"
+    assert entry["revoked_at"] is None
     with TestClient(app, headers=bearer(secret)) as client:
         assert client.get("/v1/jobs").status_code == 200
 
@@ -263,12 +266,13 @@ def test_keys_cli_create_list_revoke(settings: Settings) -> None:
     assert _steep("keys", "ls", "--all", "--json").stdout.count(entry["id"]) == 1
     assert _steep("keys", "revoke", "key_unknown", check=False).returncode == 4
     bad = _steep("keys", "create", "--tenant", "Not Valid", check=False)
-    assert bad.returncode == 2 and "tenant must be" in bad.stderr
+    assert bad.returncode == 2
+    assert "tenant must be" in bad.stderr
 
 
 @EMBEDDED_ONLY
 def test_keys_cli_finds_data_dir_or_says_none(settings: Settings, tmp_path: Path) -> None:
-    """Run in a folder with no database, ``steep keys`` says so and creates no file;
+    """Run in a folder with no database, ``steep keys`` reports it and creates no file;
     ``--data-dir`` names the folder of ``steep serve --data-dir``."""
     environment = {
         name: value
@@ -285,7 +289,8 @@ def test_keys_cli_finds_data_dir_or_says_none(settings: Settings, tmp_path: Path
     )
 
     assert lost.returncode == 3
-    assert "no steep database" in lost.stderr and "--data-dir" in lost.stderr
+    assert "no steep database" in lost.stderr
+    assert "--data-dir" in lost.stderr
     assert list(empty.iterdir()) == []
     with TestClient(create_app(settings), headers=bearer(found.stdout.strip())) as client:
         assert client.get("/v1/jobs").status_code == 200

@@ -1,5 +1,5 @@
-"""Tenant isolation: another tenant's resource answers exactly like an unknown id, and no
-list, count, experiment name or metric crosses from one tenant to another."""
+"""Tenant isolation: a request for another tenant's resource gets exactly the response for
+an unknown id, and no list, count, experiment name or metric crosses between tenants."""
 
 from __future__ import annotations
 
@@ -72,9 +72,11 @@ SWEEP_REQUESTS: list[tuple[str, str, dict[str, Any]]] = [
 ]
 
 
-def _answer(client: TestClient, method: str, path: str, options: dict[str, Any], id_: str) -> Any:
-    """Send one request for ``id_`` and return what a client can see of the answer, with
-    the id itself masked so that answers for different ids compare equal."""
+def _response_seen(
+    client: TestClient, method: str, path: str, options: dict[str, Any], id_: str
+) -> Any:
+    """Send one request for ``id_`` and return what a client can see of the response,
+    with the id itself masked so that responses for different ids compare equal."""
     response = client.request(method, path.format(id=id_), **options)
     problem = assert_problem(response, 404)
     visible = {key: value for key, value in problem.items() if key != "request_id"}
@@ -101,13 +103,13 @@ def test_other_tenants_id_is_unknown(
     path: str,
     options: dict[str, Any],
 ) -> None:
-    """Beta naming alpha's id gets the very answer it gets for an id that never existed."""
+    """Beta naming alpha's id gets the response it gets for an id that never existed."""
     alpha, beta = tenants
     unknown = uuid.uuid4().hex
     if kind == "dataset":
         unknown = "ds_" + unknown[:24]
 
-    assert _answer(beta, method, path, options, alpha_work[kind]) == _answer(
+    assert _response_seen(beta, method, path, options, alpha_work[kind]) == _response_seen(
         beta, method, path, options, unknown
     )
     # Nothing beta asked for touched alpha's resource.

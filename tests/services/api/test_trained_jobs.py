@@ -194,7 +194,7 @@ def _wait_for_checkpoint(client: TestClient, job_id: str) -> Any:
 
 def test_failed_job_serves_no_model(client: TestClient, train: Train) -> None:
     """A diverged job's stored parameters are not a trained model: weights and predict are
-    409s that say why, and the job's failure stays readable."""
+    409s that give the stop reason, and the job's failure stays readable."""
     spec = {
         **TEA_SPEC,
         "optimizer": {"type": "sgd", "lr": 10.0},

@@ -48,10 +48,10 @@ def test_epoch_samples_limit_names_epochs(make_app: MakeApp) -> None:
     # iris has 150 samples; a validation split of 0.2 leaves 120 for training.
     spec = with_values(IRIS_SPEC, training__epochs=10)
     with client_for(app, tenant="tenant-a") as client:
-        refused = client.post("/v1/jobs", json=spec)
+        rejected = client.post("/v1/jobs", json=spec)
         accepted = client.post("/v1/jobs", json=with_values(IRIS_SPEC, training__epochs=8))
 
-    problem = assert_problem(refused, 422)
+    problem = assert_problem(rejected, 422)
     assert problem["errors"][0]["loc"] == ["body", "training", "epochs"]
     assert "train on 1,200 samples" in problem["detail"]
     assert "limit of 1,000" in problem["detail"]

@@ -94,13 +94,13 @@ def test_idempotent_replay_at_quota_returns_job(make_app: MakeApp) -> None:
         created = submit(client, **{"Idempotency-Key": "retry-1"})
 
         replayed = submit(client, **{"Idempotency-Key": "retry-1"})
-        refused = submit(client, **{"Idempotency-Key": "retry-2"})
+        rejected = submit(client, **{"Idempotency-Key": "retry-2"})
 
     assert created.status_code == 202, created.text
     assert replayed.status_code == 202, replayed.text
     assert replayed.headers["Idempotent-Replayed"] == "true"
     assert replayed.json()["id"] == created.json()["id"]
-    assert refused.status_code == 429
+    assert rejected.status_code == 429
 
 
 def test_concurrent_submits_fill_quota_exactly(
@@ -121,7 +121,7 @@ def test_concurrent_submits_fill_quota_exactly(
             jobs.create_job(settings, "tenant-a", spec, enqueue)
             outcome = "created"
         except QuotaExceeded:
-            outcome = "refused"
+            outcome = "rejected"
         with lock:
             outcomes.append(outcome)
 
@@ -133,6 +133,6 @@ def test_concurrent_submits_fill_quota_exactly(
 
     assert len(outcomes) == n_threads
     assert outcomes.count("created") == quota
-    assert outcomes.count("refused") == n_threads - quota
+    assert outcomes.count("rejected") == n_threads - quota
     assert count_jobs(settings, "tenant-a") == quota
     assert len(enqueue.sent) == quota
