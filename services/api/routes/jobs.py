@@ -196,6 +196,9 @@ def cancel_job(job_id: JobId, settings: SettingsDep, tenant: TenantDep) -> JobDe
         **problem_responses(404, 409),
     },
     summary="Download a job's trained parameters",
+    description="409 while the job has no final weights, and for a failed job, whose "
+    "stored parameters are not a trained model; checkpoint=latest still serves the "
+    "latest checkpoint of either.",
 )
 def get_weights(
     job_id: JobId,
