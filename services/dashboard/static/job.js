@@ -73,6 +73,8 @@ class JobView {
       if (this.stopped) return;
       this.job = job;
       this.setColumns(columns);
+      // The two reads run concurrently. Epochs in the history mean the job is running, even if the row was read earlier.
+      if (job.status === "queued" && this.lastEpoch > 0) job.status = "running";
       this.build();
       if (ACTIVE_STATUSES.includes(job.status)) this.follow();
     } catch (error) {
@@ -257,9 +259,14 @@ class JobView {
       this.addRecord(data);
       this.job.progress = { ...this.job.progress, epoch: data.epoch, fraction: Math.min(data.epoch / this.job.progress.epochs, 1) };
       this.job.metrics = data;
+      // A finished epoch means the job is running, even if the row read at the last status change is older.
+      if (this.job.status === "queued") this.job.status = "running";
       this.renderProgress();
       this.scheduleDraw();
     } else if (event.event === "status") {
+      // Show the new status now. The row read below fills in the other fields.
+      this.job = { ...this.job, status: data.status, stop_reason: data.stop_reason ?? this.job.stop_reason };
+      this.renderProgress();
       if (!ACTIVE_STATUSES.includes(data.status)) {
         this.stopStream();
         replace(this.liveNote);
