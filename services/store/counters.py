@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from typing import Any
 
 from sqlalchemy import delete, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from services.store.models import ServiceCounter
+from services.store.upsert import upsert
 
 __all__ = [
     "EPOCHS_TRAINED",
@@ -71,14 +70,13 @@ def add_counts(session: Session, counts: Mapping[str, int], *, source: str | Non
             raise ValueError(f"counters only grow, got {count} for {name!r}")
         if count:
             rows.append({"name": _row_name(name, source), "value": int(count)})
-    if not rows:
-        return
-    statement = _dialect_insert(session)
-    statement = statement.on_conflict_do_update(
+    upsert(
+        session,
+        ServiceCounter,
+        rows,
         index_elements=["name"],
-        set_={"value": ServiceCounter.value + statement.excluded.value},
+        set_=lambda excluded: {"value": ServiceCounter.value + excluded.value},
     )
-    session.execute(statement, rows)
 
 
 def read_counters(session: Session) -> dict[str, int]:
@@ -118,13 +116,3 @@ def _row_name(name: str, source: str | None) -> str:
 def _source_tag(source: str) -> str:
     """Return a short fixed-length tag for ``source``: worker ids are longer than a name may be."""
     return hashlib.sha256(source.encode()).hexdigest()[:16]
-
-
-def _dialect_insert(session: Session) -> Any:
-    """Return an INSERT into ``service_counters`` that supports ON CONFLICT."""
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        return postgresql.insert(ServiceCounter)
-    if dialect == "sqlite":
-        return sqlite.insert(ServiceCounter)
-    raise NotImplementedError(f"counters on {dialect} are not supported yet")

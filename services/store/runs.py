@@ -24,7 +24,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, delete, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from services.store import counters
@@ -39,6 +38,7 @@ from services.store.models import (
     Weights,
     utcnow,
 )
+from services.store.upsert import dialect_insert, upsert
 
 __all__ = [
     "Claim",
@@ -643,12 +643,13 @@ def _insert_history(session: Session, claim: Claim, history: Iterable[Mapping[st
             HistoryRow.job_id == claim.job_id, HistoryRow.epoch.in_(epochs)
         )
     ).all()
-    statement = _dialect_insert(session, HistoryRow)
-    statement = statement.on_conflict_do_update(
+    upsert(
+        session,
+        HistoryRow,
+        rows,
         index_elements=["job_id", "epoch"],
-        set_={"attempt": statement.excluded.attempt, "values": statement.excluded["values"]},
+        set_=lambda excluded: {"attempt": excluded.attempt, "values": excluded["values"]},
     )
-    session.execute(statement, rows)
     return len(epochs - set(stored))
 
 
@@ -705,19 +706,9 @@ def _add_transition(
 
 def _upsert(session: Session, model: type[Any], values: dict[str, Any], *, key: str) -> None:
     """Insert a row, or overwrite the row with the same ``key`` (SQLite and PostgreSQL)."""
-    statement = _dialect_insert(session, model).values(**values)
+    statement = dialect_insert(session, model).values(**values)
     changed = {name: statement.excluded[name] for name in values if name != key}
     session.execute(statement.on_conflict_do_update(index_elements=[key], set_=changed))
-
-
-def _dialect_insert(session: Session, model: type[Any]) -> Any:
-    """Return an INSERT for ``model`` that supports ON CONFLICT (SQLite and PostgreSQL)."""
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        return postgresql.insert(model)
-    if dialect == "sqlite":
-        return sqlite.insert(model)
-    raise NotImplementedError(f"upserts on {dialect} are not supported yet")
 
 
 def _finite_or_none(value: float | None) -> float | None:

@@ -19,12 +19,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from services.store import counters
 from services.store.db import session_scope
 from services.store.models import WorkerRow, utcnow
+from services.store.upsert import dialect_insert
 
 __all__ = [
     "ALIVE_SECONDS",
@@ -80,7 +80,7 @@ def report_alive(
         "stopped_at": None,
     }
     with session_scope(database_url, write=True) as session:
-        statement = _dialect_insert(session).values(**values)
+        statement = dialect_insert(session, WorkerRow).values(**values)
         changed = ["last_seen_at", "job_id"]
         if starting:
             changed += ["hostname", "pid", "started_at", "stopped_at"]
@@ -145,13 +145,3 @@ def prune_workers(
         if ids:
             session.execute(delete(WorkerRow).where(WorkerRow.id.in_(ids)))
     return ids
-
-
-def _dialect_insert(session: Session) -> Any:
-    """Return an INSERT into ``workers`` that supports ON CONFLICT."""
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        return postgresql.insert(WorkerRow)
-    if dialect == "sqlite":
-        return sqlite.insert(WorkerRow)
-    raise NotImplementedError(f"worker reports on {dialect} are not supported yet")

@@ -6,6 +6,8 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from sqlalchemy import select, text, update
@@ -24,7 +26,7 @@ from tests.services.durability.checks import (
     assert_each_epoch_once,
     assert_weights_equal,
     claims,
-    digits_spec,
+    digits_spec_lasting,
     reference_weights,
     wait_for_job,
     wait_for_status,
@@ -46,7 +48,7 @@ pytestmark = DISTRIBUTED_ONLY
 def test_paused_worker_fenced_out(configure: Configure, processes: Processes) -> None:
     """SIGSTOP past the lease: another worker takes over; after SIGCONT the first one stops."""
     settings = configure(**FAST_RECOVERY)
-    spec = digits_spec(40)
+    spec = digits_spec_lasting(0.5)
     expected = reference_weights(spec)
     processes.worker("worker-a")
     processes.worker("worker-b")
@@ -69,10 +71,10 @@ def test_paused_worker_fenced_out(configure: Configure, processes: Processes) ->
     first, second = claims(settings, job_id)
     assert paused.holds(first.worker_id)
     assert not paused.holds(second.worker_id)
-    assert_each_epoch_once(settings, job_id, 40)
+    assert_each_epoch_once(settings, job_id, spec["training"]["epochs"])
     resumed_at = int((second.reason or "").rsplit(" ", 1)[-1])
     attempts = [row.attempt for row in read_history(settings, job_id)]
-    assert attempts == [1] * resumed_at + [2] * (40 - resumed_at)
+    assert attempts == [1] * resumed_at + [2] * (spec["training"]["epochs"] - resumed_at)
     assert_weights_equal(settings, job_id, expected)
     assert read_job(settings, job_id).attempt == 2
 
@@ -137,3 +139,31 @@ def test_server_ends_stalled_worker_transaction(settings: Settings) -> None:
         session.execute(update(Job).where(Job.id == job_id).values(epoch=2))
 
     assert read_job(settings, job_id).epoch == 2
+
+
+def _write_history(session: Any, claim: runs.Claim) -> None:
+    records = [{"epoch": epoch, "train_loss": 1.0 / epoch} for epoch in range(1, 301)]
+    runs._insert_history(session, claim, records)
+
+
+def _write_counters(session: Any, claim: runs.Claim) -> None:
+    runs._count_work(session, claim, new_epochs=3, samples_per_epoch=10, lease_renewals=1)
+
+
+@pytest.mark.parametrize("write", [_write_history, _write_counters], ids=["history", "counters"])
+def test_multirow_write_keeps_idle_timeout(
+    settings: Settings, write: Callable[[Any, runs.Claim], None]
+) -> None:
+    """A transaction left idle right after a write of several rows is ended too."""
+    job_id = create_job(settings, TEA_SPEC)
+    claim = _expired_claim(settings, job_id, 0.5)
+
+    with (
+        pytest.raises(DBAPIError),
+        runs._worker_transaction(claim.database_url, claim.lease_seconds) as session,
+    ):
+        write(session, claim)
+        time.sleep(1.5)  # paused with the rows locked
+        session.execute(text("SELECT 1"))
+
+    assert read_history(settings, job_id) == []
