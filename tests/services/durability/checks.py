@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -40,9 +42,27 @@ FAST_RECOVERY: dict[str, Any] = {
 
 
 def digits_spec(epochs: int) -> dict[str, Any]:
-    """The digits MLP (dropout, Adam, validation) for ``epochs`` epochs of 13 to 50 ms each,
-    by machine."""
+    """The digits MLP (dropout, Adam, validation) for ``epochs`` epochs of 3 to 50 ms each,
+    by machine and by how often the worker checkpoints."""
     return {**DIGITS_SPEC, "training": {**DIGITS_SPEC["training"], "epochs": epochs}}
+
+
+def digits_spec_lasting(seconds: float) -> dict[str, Any]:
+    """The digits MLP with enough epochs that a worker trains it for at least ``seconds``.
+
+    The epoch count comes from timing ``core.fit`` in this process, so a test that
+    interrupts a job mid-run works on fast and slow CPUs alike. A worker is never
+    faster than ``core.fit``: it trains the same way and also writes to the database.
+    """
+    return digits_spec(max(20, math.ceil(seconds / _digits_epoch_seconds())))
+
+
+@functools.cache
+def _digits_epoch_seconds() -> float:
+    epochs = 20
+    started = time.perf_counter()
+    reference_weights(digits_spec(epochs))
+    return (time.perf_counter() - started) / epochs
 
 
 def reference_weights(spec: dict[str, Any]) -> dict[str, np.ndarray]:

@@ -20,7 +20,7 @@ from tests.services.durability.checks import (
     assert_each_epoch_once,
     assert_weights_equal,
     claims,
-    digits_spec,
+    digits_spec_lasting,
     reference_weights,
     wait_for_job,
     wait_for_status,
@@ -42,7 +42,7 @@ def _checkpoint_epoch(settings: Settings, job_id: str) -> int | None:
 def test_sigterm_checkpoints_and_job_resumes(configure: Configure, processes: Processes) -> None:
     """A job handed back at SIGTERM resumes from the epoch it stopped at, to the same weights."""
     settings = configure(**NO_PERIODIC_CHECKPOINTS)
-    spec = digits_spec(40)
+    spec = digits_spec_lasting(2.0)
     expected = reference_weights(spec)
     stopping = processes.worker("stopping")
     job_id = create_job(settings, spec)
@@ -75,7 +75,7 @@ def test_sigterm_checkpoints_and_job_resumes(configure: Configure, processes: Pr
     assert stopping.holds(first.worker_id)
     assert resuming.holds(second.worker_id)
     assert second.reason == f"resumed from the checkpoint at epoch {released.epoch}"
-    assert_each_epoch_once(settings, job_id, 40)
+    assert_each_epoch_once(settings, job_id, spec["training"]["epochs"])
     assert_weights_equal(settings, job_id, expected)
 
 
@@ -86,7 +86,7 @@ def test_sigterm_prefork_worker_releases_every_job(
     """Every pool process of a prefork worker hands its job back, with a checkpoint, on SIGTERM."""
     settings = configure(**NO_PERIODIC_CHECKPOINTS)
     worker = processes.worker("prefork", pool="prefork", concurrency=2)
-    job_ids = [create_job(settings, digits_spec(500)) for _ in range(2)]
+    job_ids = [create_job(settings, digits_spec_lasting(5.0)) for _ in range(2)]
 
     for job_id in job_ids:
         assert enqueue_job(job_id)

@@ -14,7 +14,7 @@ from tests.services.durability.checks import (
     assert_each_epoch_once,
     assert_weights_equal,
     claims,
-    digits_spec,
+    digits_spec_lasting,
     reference_weights,
     wait_for_job,
     wait_for_status,
@@ -38,7 +38,7 @@ def test_redis_restart_loses_no_job(
     outage cannot be sent at all; the reaper resends all three.
     """
     settings = configure(**FAST_RECOVERY, broker_url=private_redis.url)
-    spec = digits_spec(60)
+    spec = digits_spec_lasting(1.0)
     expected = reference_weights(spec)
     processes.worker("worker-a")
     processes.worker("worker-b")
@@ -66,7 +66,7 @@ def test_redis_restart_loses_no_job(
         assert len(claims(settings, job_id)) == 1
         assert read_job(settings, job_id).attempt == 1
     for job_id in training:
-        assert_each_epoch_once(settings, job_id, 60)
+        assert_each_epoch_once(settings, job_id, spec["training"]["epochs"])
         assert_weights_equal(settings, job_id, expected)
 
 
@@ -77,7 +77,7 @@ def test_postgres_restart_loses_nothing(
     settings = configure(
         **{**FAST_RECOVERY, "lease_seconds": 10.0}, database_url=private_postgres.url
     )
-    spec = digits_spec(100)
+    spec = digits_spec_lasting(1.0)
     expected = reference_weights(spec)
     worker = processes.worker("worker")
     processes.reaper()
@@ -94,5 +94,5 @@ def test_postgres_restart_loses_nothing(
     assert "flush 1 failed" in output or "lease renewal 1 failed" in output, output
     assert len(claims(settings, job_id)) == 1
     assert read_job(settings, job_id).attempt == 1
-    assert_each_epoch_once(settings, job_id, 100)
+    assert_each_epoch_once(settings, job_id, spec["training"]["epochs"])
     assert_weights_equal(settings, job_id, expected)

@@ -21,6 +21,7 @@ from tests.services.durability.checks import (
     assert_weights_equal,
     claims,
     digits_spec,
+    digits_spec_lasting,
     reference_weights,
     wait_for_job,
     wait_for_status,
@@ -43,7 +44,7 @@ def test_killed_worker_job_resumes_bit_for_bit(configure: Configure, processes: 
     The job's public transitions show both attempts, their workers and reasons.
     """
     settings = configure(**FAST_RECOVERY)
-    spec = digits_spec(40)
+    spec = digits_spec_lasting(0.5)
     expected = reference_weights(spec)
     processes.worker("worker-a")
     processes.worker("worker-b")
@@ -58,7 +59,7 @@ def test_killed_worker_job_resumes_bit_for_bit(configure: Configure, processes: 
 
     assert killed.wait(5) == -signal.SIGKILL
     assert_weights_equal(settings, job_id, expected)
-    assert_each_epoch_once(settings, job_id, 40)
+    assert_each_epoch_once(settings, job_id, spec["training"]["epochs"])
     first, second = claims(settings, job_id)
     assert (first.attempt, second.attempt) == (1, 2)
     assert killed.holds(first.worker_id)
@@ -66,7 +67,7 @@ def test_killed_worker_job_resumes_bit_for_bit(configure: Configure, processes: 
     resumed_at = _resume_epoch(second.reason)
     assert resumed_at >= 8
     attempts = [row.attempt for row in read_history(settings, job_id)]
-    assert attempts == [1] * resumed_at + [2] * (40 - resumed_at)
+    assert attempts == [1] * resumed_at + [2] * (spec["training"]["epochs"] - resumed_at)
     _check_public_transitions(create_app(settings), job_id, killed)
 
 
