@@ -586,6 +586,10 @@ def _worker_transaction(database_url: str | None, lease_seconds: float) -> Itera
     NOTE: SQLite has no such timeout. A worker paused inside a write transaction
     blocks every writer of an embedded deployment until it continues or dies. The
     others wait up to the busy timeout and then fail with "database is locked".
+
+    NOTE: PostgreSQL starts this timeout when it waits for a new request, so it
+    probably does not cover a worker paused in the middle of sending one (a weights
+    blob larger than the socket buffer, for example). That case is untested.
     """
     with session_scope(database_url, write=True) as session:
         if session.get_bind().dialect.name == "postgresql":
