@@ -108,7 +108,8 @@ def get_parameter_file(
     with session_scope(settings.resolved_database_url, write=False) as session:
         job = require_job(session, tenant, job_id)
         if job.status == "failed" and checkpoint != "latest":
-            raise Conflict(_failed_message(job, hint_checkpoint=True))
+            hint = job_store.has_checkpoint(session, job.id)
+            raise Conflict(_failed_message(job, hint_checkpoint=hint))
         weights = None if job.status == "failed" else job_store.get_weights(session, job.id)
         if weights is not None:
             loaded = _final_model(session, job, weights)
@@ -199,9 +200,14 @@ def _checkpoint_model(session: Session, tenant: str, job: Job) -> Model:
     """
     checkpoint = job_store.get_checkpoint(session, job.id)
     if checkpoint is None:
+        if job.status in ("queued", "running"):
+            raise Conflict(
+                f"job {job.id} has no checkpoint yet (status {job.status}, epoch {job.epoch}); "
+                "try again after a few epochs"
+            )
         raise Conflict(
-            f"job {job.id} has no checkpoint yet (status {job.status}, epoch {job.epoch}); "
-            "try again after a few epochs"
+            f"job {job.id} has no checkpoint (status {job.status}): a job's checkpoint is "
+            "deleted when the job ends"
         )
     key = ("checkpoint", job.id, checkpoint.epoch, checkpoint.attempt)
     return _cache.get_or_load(key, lambda: _model_from_checkpoint(session, tenant, job, checkpoint))

@@ -138,6 +138,12 @@ def get_checkpoint(session: Session, job_id: str) -> Checkpoint | None:
     return session.get(Checkpoint, job_id)
 
 
+def has_checkpoint(session: Session, job_id: str) -> bool:
+    """Return whether the job has a stored checkpoint, without reading its data."""
+    found = session.scalar(select(Checkpoint.epoch).where(Checkpoint.job_id == job_id))
+    return found is not None
+
+
 @dataclass(frozen=True)
 class ActiveJobs:
     """A tenant's queued and running jobs, sweep trials included."""

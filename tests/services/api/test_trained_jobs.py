@@ -194,7 +194,8 @@ def _wait_for_checkpoint(client: TestClient, job_id: str) -> Any:
 
 def test_failed_job_serves_no_model(client: TestClient, train: Train) -> None:
     """A diverged job's stored parameters are not a trained model: weights and predict are
-    409s that give the stop reason, and the job's failure stays readable."""
+    409s that give the stop reason, and the job's failure stays readable. Its checkpoint
+    was deleted when it ended, so no message suggests checkpoint=latest."""
     spec = {
         **TEA_SPEC,
         "optimizer": {"type": "sgd", "lr": 10.0},
@@ -206,7 +207,9 @@ def test_failed_job_serves_no_model(client: TestClient, train: Train) -> None:
     for path in (f"/v1/jobs/{job['id']}/weights", f"/v1/jobs/{job['id']}/weights?format=json"):
         problem = assert_problem(client.get(path), 409)
         assert "diverged" in problem["detail"]
-        assert "checkpoint=latest" in problem["detail"]
+        assert "checkpoint=latest" not in problem["detail"]
+    latest = client.get(f"/v1/jobs/{job['id']}/weights?checkpoint=latest")
+    assert "deleted when the job ends" in assert_problem(latest, 409)["detail"]
     predicted = client.post(f"/v1/jobs/{job['id']}/predict", json={"inputs": [[2.0]]})
     assert "no trained model" in assert_problem(predicted, 409)["detail"]
     assert client.get(f"/v1/jobs/{job['id']}").json()["stop_reason"] == "diverged"
