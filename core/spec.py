@@ -405,6 +405,16 @@ class JobSpec(_Strict):
             )
         return self
 
+    @model_validator(mode="after")
+    def _check_warmup_fits(self) -> JobSpec:
+        warmup, epochs = self.schedule.warmup_epochs, self.training.epochs
+        if warmup > epochs:
+            raise ValueError(
+                f"schedule.warmup_epochs is {warmup}, above training.epochs ({epochs}), so the "
+                "learning rate would never reach lr; use at most as many warmup epochs as epochs"
+            )
+        return self
+
     def resolved_task(self, dataset_task: Task) -> Task:
         """Return the task: the spec's ``task``, else the loss's, else the dataset's."""
         if self.task is not None:

@@ -244,7 +244,8 @@ def check_dataset_fits(spec: JobSpec, dataset: DatasetPublic) -> None:
     Raises:
         InvalidInput: the dataset has missing feature values and the spec does not
             set ``preprocessing.impute``, the validation split leaves no training
-            samples, or the spec requests regression on text labels.
+            samples or fewer than the classes, or the spec requests regression on
+            text labels.
     """
     missing = dataset.missing_values
     if missing is not None and spec.preprocessing.impute == "none":
@@ -265,8 +266,16 @@ def check_dataset_fits(spec: JobSpec, dataset: DatasetPublic) -> None:
             "train on; use a smaller split (0 for none) or a dataset with more samples",
             loc=("body", "training", "validation_split"),
         )
-    text_labels = any(isinstance(label, str) for label in dataset.classes or [])
     task = spec.resolved_task(dataset.task)
+    n_train, n_classes = dataset.n_samples - n_held, len(dataset.classes or [])
+    if task == "classification" and n_train < n_classes:
+        raise InvalidInput(
+            f"training.validation_split is {fraction}, which leaves {n_train:,} training "
+            f"samples of dataset {dataset.id!r} for its {n_classes:,} classes, so some class "
+            "would have no training sample; use a smaller split",
+            loc=("body", "training", "validation_split"),
+        )
+    text_labels = any(isinstance(label, str) for label in dataset.classes or [])
     if dataset.source == "upload" and text_labels and task == "regression":
         raise InvalidInput(
             f"dataset {dataset.id!r} has text class labels such as "

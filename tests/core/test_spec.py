@@ -253,3 +253,19 @@ def test_infer_task_from_target_dtype():
     assert core.infer_task(np.array([True, False])) == "classification"
     assert core.infer_task(np.array(["a", "b"])) == "classification"
     assert core.infer_task(np.array([0.5, 1.5])) == "regression"
+
+
+def test_warmup_longer_than_training_rejected():
+    """Warmup past the last epoch would keep the learning rate below lr for the whole run."""
+    with pytest.raises(ValidationError, match=r"warmup_epochs is 61, above training.epochs \(60\)"):
+        parse_spec(
+            spec_with(schedule={"type": "cosine", "warmup_epochs": 61}, training={"epochs": 60})
+        )
+
+
+def test_warmup_as_long_as_training_accepted():
+    """A warmup over the whole run is a linear ramp, which is allowed."""
+    spec = parse_spec(
+        spec_with(schedule={"type": "cosine", "warmup_epochs": 60}, training={"epochs": 60})
+    )
+    assert spec.schedule.warmup_epochs == 60

@@ -198,6 +198,16 @@ BAD_SPECS: list[tuple[str, dict[str, Any], str, str]] = [
         "leaves none to train on",
     ),
     (
+        "split leaves fewer rows than classes",
+        {
+            "dataset": "builtin:iris",
+            "model": {"layers": [{"type": "dense", "units": 3}]},
+            "training": {"validation_split": 0.99},
+        },
+        "validation_split",
+        "leaves 2 training samples of dataset 'builtin:iris' for its 3 classes",
+    ),
+    (
         "split of the one-sample dataset",
         _with("training.validation_split", 0.5, TEA_SPEC),
         "validation_split",
