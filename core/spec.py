@@ -45,7 +45,8 @@ DType = Literal["float32", "float64"]
 
 MAX_UNITS = 65_536
 MAX_LAYERS = 64
-MAX_EPOCHS = 100_000
+# The engine's own bound. The service sets a lower one (max_history_points).
+MAX_EPOCHS = 1_000_000
 
 
 class _Strict(BaseModel):

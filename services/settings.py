@@ -13,6 +13,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from core.spec import MAX_EPOCHS
+
 __all__ = ["Settings", "get_settings", "is_loopback"]
 
 
@@ -116,7 +118,12 @@ class Settings(BaseSettings):
         "refused at submit.",
     )
     max_parameters: int = Field(20_000_000, gt=0, description="Largest model, in parameters.")
-    max_history_points: int = Field(100_000, gt=0, description="Most epochs a job may train.")
+    max_history_points: int = Field(
+        100_000,
+        gt=0,
+        le=MAX_EPOCHS,
+        description=f"Most epochs a job may train; at most {MAX_EPOCHS:,}, the engine's limit.",
+    )
     max_sweep_trials: int = Field(
         1000, gt=0, description="Most trials one sweep may have; a larger sweep is a 422."
     )
