@@ -154,7 +154,8 @@ def _plan(
         field = "n_trials" if request.method == "random" else "parameters"
         raise InvalidInput(
             f"the sweep has {n_trials:,} trials, above this server's limit of "
-            f"{settings.max_sweep_trials:,}; use fewer values or method random with fewer "
+            f"{settings.max_sweep_trials:,} (STEEP_MAX_SWEEP_TRIALS); use fewer values or "
+            "method random with fewer "
             "n_trials",
             loc=("body", field),
         )

@@ -211,7 +211,9 @@ def test_too_many_trials_is_422(configure: Configure, enqueue: RecordingEnqueue)
         random = client.post("/v1/sweeps", json={**body, "method": "random", "n_trials": 6})
 
     assert grid.status_code == 422
-    assert "6 trials, above this server's limit of 5" in grid.json()["detail"]
+    assert (
+        "6 trials, above this server's limit of 5 (STEEP_MAX_SWEEP_TRIALS)" in grid.json()["detail"]
+    )
     assert random.status_code == 422
     assert random.json()["errors"][0]["loc"] == ["body", "n_trials"]
     assert enqueue.sent == []
