@@ -23,12 +23,25 @@ MIN_POINTS = 2 + 2 * len(EXTREMA_COLUMNS)
 
 
 def read_history_columns(session: Session, job_id: str, after_epoch: int = 0) -> Columns:
-    """Read the job's epochs after ``after_epoch`` as columns, in epoch order."""
+    """Read the job's epochs after ``after_epoch`` as columns, in epoch order.
+
+    With no epoch after ``after_epoch``, the columns of the last stored epoch are
+    returned empty, so that a client polling for new epochs always gets the same names.
+    """
     rows = session.execute(
         select(HistoryRow.epoch, HistoryRow.values)
         .where(HistoryRow.job_id == job_id, HistoryRow.epoch > after_epoch)
         .order_by(HistoryRow.epoch)
-    )
+    ).all()
+    if not rows and after_epoch > 0:
+        last = session.scalar(
+            select(HistoryRow.values)
+            .where(HistoryRow.job_id == job_id)
+            .order_by(HistoryRow.epoch.desc())
+            .limit(1)
+        )
+        if last is not None:
+            return {"epoch": [], **{name: [] for name in last if name != "epoch"}}
     return to_columns((epoch, values) for epoch, values in rows)
 
 

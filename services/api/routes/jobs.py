@@ -130,10 +130,12 @@ def get_history(
     max_points: Annotated[
         int | None,
         Query(
-            ge=MIN_POINTS,
             le=1_000_000,
-            description="Downsample to at most this many epochs, keeping the first, the "
-            "last, and the minimum and maximum of train_loss and val_loss.",
+            # The minimum is checked by jobs.get_history, whose message says why it is 6.
+            json_schema_extra={"minimum": MIN_POINTS},
+            description=f"Downsample to at most this many epochs (at least {MIN_POINTS}), "
+            "keeping the first, the last, and the minimum and maximum of train_loss and "
+            "val_loss.",
         ),
     ] = None,
     if_none_match: Annotated[str | None, Header(max_length=1000)] = None,

@@ -51,6 +51,17 @@ def test_history_after_epoch_returns_newer_epochs(client: TestClient, moons_job:
     assert set(newer) == set(full)
 
 
+def test_history_after_last_epoch_keeps_columns(client: TestClient, moons_job: str) -> None:
+    """after_epoch at or past the last epoch returns every column, each empty."""
+    full = client.get(f"/v1/jobs/{moons_job}/history").json()
+
+    for after_epoch in (60, 1000):
+        empty = client.get(f"/v1/jobs/{moons_job}/history", params={"after_epoch": after_epoch})
+
+        assert set(empty.json()) == set(full)
+        assert all(values == [] for values in empty.json().values())
+
+
 def test_history_max_points_keeps_extremes(client: TestClient, moons_job: str) -> None:
     """max_points keeps at most M epochs: the first, the last, and both losses' extremes."""
     full = client.get(f"/v1/jobs/{moons_job}/history").json()
@@ -88,6 +99,7 @@ def test_history_max_points_below_minimum_is_rejected(client: TestClient) -> Non
 
     problem = assert_problem(response, 422)
     assert problem["errors"][0]["loc"] == ["query", "max_points"]
+    assert "max_points must be at least 6 (the first and last epoch" in problem["detail"]
 
 
 def test_history_etag_gives_304_until_the_job_changes(client: TestClient, train: Train) -> None:
