@@ -32,11 +32,7 @@ class SteepError(Exception):
         self.problem = problem
         self.detail: str = problem.get("detail") or problem.get("title") or "request failed"
         self.errors: list[dict[str, Any]] = list(problem.get("errors") or [])
-        lines = [f"{status}: {self.detail}"]
-        for error in self.errors:
-            location = ".".join(str(part) for part in error.get("loc", []))
-            lines.append(f"  {location}: {error.get('msg')}")
-        super().__init__("\n".join(lines))
+        super().__init__(_format_message(status, self.detail, self.errors))
 
 
 class ValidationError(SteepError):
@@ -89,6 +85,63 @@ _ERROR_BY_STATUS: dict[int, type[SteepError]] = {
     422: ValidationError,
     429: QuotaError,
 }
+
+
+def _format_message(status: int, detail: str, errors: list[dict[str, Any]]) -> str:
+    """Format the text of a ``SteepError`` as the status followed by the detail or the errors.
+
+    The detail of a 422 joins the first few of its ``errors``, so the message lists
+    the errors in place of the detail, each once. Status 0 means that no HTTP
+    response arrived, so it gets no prefix.
+    """
+    prefix = f"{status}: " if status else ""
+    if not errors:
+        return f"{prefix}{detail}"
+    sentences = [_describe_error(error) for error in errors]
+    if len(sentences) == 1:
+        return f"{prefix}{sentences[0]}"
+    lines = [f"{prefix}{len(sentences)} errors in the request:"]
+    lines += [f"  {sentence}" for sentence in sentences]
+    return "\n".join(lines)
+
+
+def _describe_error(error: dict[str, Any]) -> str:
+    """Return an entry of a problem's ``errors`` as "location: message".
+
+    steep's messages already start with the location, written as in the spec
+    (``model.layers[0].units``), so the location is added only when the message
+    does not contain it.
+    """
+    message = str(error.get("msg") or "invalid value")
+    location = _format_location(error.get("loc") or [])
+    if not location or location in message:
+        return message
+    return f"{location}: {message}"
+
+
+def _format_location(loc: list[Any]) -> str:
+    """Format a location as steep's messages write it, like ``format_location`` in
+    ``services.api.problems``, which the client does not import because it is server code.
+
+    ``["body", "layers", 0, "units"]`` becomes ``layers[0].units``, and
+    ``["query", "limit"]`` becomes ``query parameter limit``.
+    """
+    parts = list(loc)
+    prefix = ""
+    if parts and parts[0] == "body":
+        parts = parts[1:]
+    elif parts and parts[0] in ("query", "header", "path"):
+        prefix = f"{parts[0]} parameter "
+        parts = parts[1:]
+    path = ""
+    for part in parts:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif path:
+            path += f".{part}"
+        else:
+            path = str(part)
+    return prefix + path
 
 
 def error_for(status: int, problem: dict[str, Any]) -> SteepError:

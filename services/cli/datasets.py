@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from services.cli.output import table_console
-from services.cli.remote import exit_code_for, new_client
-from services.client import SteepError
+from services.cli.remote import EXIT_BAD_INPUT, JsonOption, UrlOption, connect, fail
 
 app = typer.Typer(
     name="datasets",
@@ -23,16 +19,7 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 console = table_console()
-error_console = Console(stderr=True)
 
-UrlOption = Annotated[
-    str | None,
-    typer.Option("--url", help="Base URL of the steep service. Default: from the settings."),
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
-
-EXIT_BAD_INPUT = 2
-EXIT_UNREACHABLE = 3
 _LIST_PAGE_SIZE = 500
 
 
@@ -62,12 +49,9 @@ def upload(
     read, 3 the service could not be reached.
     """
     if not path.is_file():
-        error_console.print(
-            f"[red]Cannot read {escape(str(path))}: no such file[/red]", soft_wrap=True
-        )
-        raise typer.Exit(EXIT_BAD_INPUT)
-    with new_client(url) as client:
-        dataset = _call(lambda: client.upload_dataset(path, name=name, target=target))
+        fail(f"Cannot read {path}: no such file", EXIT_BAD_INPUT)
+    with connect(url) as client:
+        dataset = client.upload_dataset(path, name=name, target=target)
     if as_json:
         console.print_json(json.dumps(dataset))
         return
@@ -83,11 +67,11 @@ def list_datasets(url: UrlOption = None, as_json: JsonOption = False) -> None:
     Exit codes: 0 listed, 3 the service could not be reached.
     """
     items: list[dict[str, Any]] = []
-    with new_client(url) as client:
+    with connect(url) as client:
         base_url = client.base_url
         cursor = None
         while True:
-            page = _call(partial(client.list_datasets, limit=_LIST_PAGE_SIZE, cursor=cursor))
+            page = client.list_datasets(limit=_LIST_PAGE_SIZE, cursor=cursor)
             items += page["items"]
             cursor = page.get("next_cursor")
             if not cursor:
@@ -109,16 +93,6 @@ def list_datasets(url: UrlOption = None, as_json: JsonOption = False) -> None:
             item["created_at"][:19],
         )
     console.print(table)
-
-
-def _call(request: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """Run one client call; print an error and exit with the matching code if it fails."""
-    try:
-        result = request()
-    except SteepError as error:
-        error_console.print(f"[red]{escape(str(error))}[/red]", highlight=False, soft_wrap=True)
-        raise typer.Exit(exit_code_for(error)) from error
-    return result
 
 
 def _summary(dataset: dict[str, Any]) -> str:

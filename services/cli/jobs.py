@@ -1,8 +1,9 @@
 """``steep jobs``: list, show, watch, and use the jobs of a running steep service.
 
 ``steep jobs`` alone lists jobs; its subcommands act on one job. Exit codes: 0 ok,
-1 the job failed or was cancelled (``watch``), 2 bad input (a 4xx response or an
-unreadable file), 3 the service cannot be reached, 4 the job does not exist.
+1 the job failed or was cancelled (``watch``), or its state does not allow the
+request (409), 2 bad input (another 4xx response or an unreadable file), 3 the
+service cannot be reached, 4 the job does not exist.
 """
 
 from __future__ import annotations
@@ -33,8 +34,8 @@ from services.client import Client
 app = typer.Typer(
     name="jobs",
     help="List jobs on a running steep service, or act on one job (show, watch, history, "
-    "download, predict, cancel, delete). Exit codes: 0 ok, 1 the job failed, 2 bad input, "
-    "3 service unreachable, 4 not found.",
+    "download, predict, cancel, delete). Exit codes: 0 ok, 1 the job failed or its state "
+    "does not allow the request, 2 bad input, 3 service unreachable, 4 not found.",
     invoke_without_command=True,
 )
 console = table_console()
@@ -216,7 +217,7 @@ def download(
 
     `steep predict` and core.paramfile.load_model read the file.
 
-    Exit codes: 0 written, 2 the job has no weights yet (409), 3 the service could not
+    Exit codes: 0 written, 1 the job has no weights yet (409), 3 the service could not
     be reached, 4 no such job.
     """
     path = out or Path(f"{job_id}.{format or 'npz'}")
@@ -247,8 +248,8 @@ def predict(
     CSV columns that are not inputs of the model (the target, an id) are left out, as
     `steep predict` does; a JSON file is sent as it is.
 
-    Exit codes: 0 predicted, 2 the rows were rejected or cannot be read, 3 the service
-    could not be reached, 4 no such job.
+    Exit codes: 0 predicted, 1 the job has no trained model (409), 2 the rows were
+    rejected or cannot be read, 3 the service could not be reached, 4 no such job.
     """
     rows = _read_rows(data)
     with connect(url) as client:
@@ -309,7 +310,7 @@ def _number_or_text(value: str | None) -> float | str | None:
 def cancel(job_id: JobIdArgument, url: UrlOption = None, as_json: JsonOption = False) -> None:
     """Cancel a queued job, or ask a running one to stop at its next flush.
 
-    Exit codes: 0 cancelled or cancel requested, 2 the job has already finished (409),
+    Exit codes: 0 cancelled or cancel requested, 1 the job has already finished (409),
     3 the service could not be reached, 4 no such job.
     """
     with connect(url) as client:
@@ -326,7 +327,7 @@ def cancel(job_id: JobIdArgument, url: UrlOption = None, as_json: JsonOption = F
 def delete(job_id: JobIdArgument, url: UrlOption = None, as_json: JsonOption = False) -> None:
     """Delete a job that is not running, with its history and weights.
 
-    Exit codes: 0 deleted, 2 the job is running (409), 3 the service could not be
+    Exit codes: 0 deleted, 1 the job is running (409), 3 the service could not be
     reached, 4 no such job.
     """
     with connect(url) as client:

@@ -1,11 +1,14 @@
 """Commands that talk to a running steep service: ``steep submit``, and the helpers that
 ``steep jobs``, ``steep sweep`` and ``steep experiments`` share.
 
-Every remote command exits with a code that scripts can test:
+Every remote command exits with a code that scripts can test, and ``exit_code_for`` is
+the one place that maps an error response to its code:
 
 - 0: done (for a command that waits: the job or sweep succeeded)
-- 1: the job or sweep failed or was cancelled
-- 2: bad input: the file cannot be read, or the service rejected the request (4xx)
+- 1: the job or sweep failed or was cancelled, or the request conflicts with the
+  state of the job, sweep or dataset (409), such as cancelling a finished job
+- 2: bad input: the file cannot be read, or the service rejected the request
+  (another 4xx)
 - 3: the service cannot be reached, or failed (5xx)
 - 4: the job or sweep does not exist
 """
@@ -25,7 +28,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from services.cli.output import table_console
-from services.client import Client, Job, NotFoundError, SteepError
+from services.client import Client, ConflictError, Job, NotFoundError, SteepError
 from services.settings import get_settings
 
 __all__ = [
@@ -71,8 +74,8 @@ def new_client(url: str | None) -> Client:
 def connect(url: str | None) -> Iterator[Client]:
     """Open a client on ``url`` (default: the settings' base URL).
 
-    A failed request inside the block prints its error and exits with the matching
-    code: 4 for a 404, 2 for another 4xx, 3 for a 5xx or a connection error.
+    A failed request inside the block prints its error and exits with the code of
+    ``exit_code_for``, or 3 for a connection that broke during a response.
     """
     base_url = url or get_settings().base_url
     try:
@@ -85,9 +88,12 @@ def connect(url: str | None) -> Iterator[Client]:
 
 
 def exit_code_for(error: SteepError) -> int:
-    """Return 4 for a 404, 3 for an unreachable service or a 5xx, and 2 for another 4xx."""
+    """Return 4 for a 404, 1 for a 409, 3 for an unreachable service or a 5xx, and 2 for
+    another 4xx."""
     if isinstance(error, NotFoundError):
         return EXIT_NOT_FOUND
+    if isinstance(error, ConflictError):
+        return EXIT_FAILED
     if error.status == 0 or error.status >= 500:
         return EXIT_UNREACHABLE
     return EXIT_BAD_INPUT

@@ -1,8 +1,9 @@
 """``steep sweep FILE``, ``steep sweeps`` and ``steep experiments``.
 
 Exit codes: 0 ok (with --wait: the sweep succeeded), 1 the sweep failed or was
-cancelled, 2 bad input (a 4xx response or an unreadable file), 3 the service cannot
-be reached, 4 the sweep does not exist.
+cancelled, or its state does not allow the request (409), 2 bad input (another 4xx
+response or an unreadable file), 3 the service cannot be reached, 4 the sweep does
+not exist.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ app = typer.Typer()
 sweeps_app = typer.Typer(
     name="sweeps",
     help="List sweeps on a running steep service, or show, watch or cancel one. Exit codes: "
-    "0 ok, 1 the sweep failed, 2 bad input, 3 service unreachable, 4 not found.",
+    "0 ok, 1 the sweep failed or its state does not allow the request, 2 bad input, "
+    "3 service unreachable, 4 not found.",
     invoke_without_command=True,
 )
 app.add_typer(sweeps_app, name="sweeps")
@@ -211,7 +213,7 @@ def cancel_sweep(
 ) -> None:
     """Cancel a sweep: no more trials start, and its queued and running jobs stop.
 
-    Exit codes: 0 cancelled, 2 the sweep has already ended (409), 3 the service could
+    Exit codes: 0 cancelled, 1 the sweep has already ended (409), 3 the service could
     not be reached, 4 no such sweep.
     """
     with connect(url) as client:

@@ -39,6 +39,9 @@ def test_job_commands_exit_codes_and_json(service: LiveService, tmp_path: Path) 
     spec_path = write_json(tmp_path / "spec.json", IRIS_SPEC)
     rows_path = write_json(tmp_path / "rows.json", [[5.1, 3.5, 1.4, 0.2]])
     bad_path = write_json(tmp_path / "bad.json", {**IRIS_SPEC, "dataset": "builtin:nope"})
+    invalid_path = write_json(
+        tmp_path / "invalid.json", {**IRIS_SPEC, "optimizer": {"type": "adam", "lr": -1}}
+    )
 
     submitted = invoke("submit", str(spec_path), "--wait", "--json", *url)
     job = json.loads(submitted.stdout)
@@ -54,6 +57,7 @@ def test_job_commands_exit_codes_and_json(service: LiveService, tmp_path: Path) 
     watched = invoke("jobs", "watch", job["id"], "--json", *url)
     cancel_finished = invoke("jobs", "cancel", job["id"], *url)
     rejected = invoke("submit", str(bad_path), "--wait", *url)
+    invalid = invoke("submit", str(invalid_path), *url)
     missing = invoke("jobs", "show", "no-such-job", *url)
     table = invoke("jobs", *url)
 
@@ -72,10 +76,13 @@ def test_job_commands_exit_codes_and_json(service: LiveService, tmp_path: Path) 
     assert from_csv.exit_code == 0, from_csv.output  # the target column is left out
     assert json.loads(from_csv.stdout)["predictions"] == ["setosa"]
     assert watched.exit_code == 0
-    assert cancel_finished.exit_code == 2
+    assert cancel_finished.exit_code == 1  # a 409 is not bad input
     assert "already finished" in cancel_finished.stderr
     assert rejected.exit_code == 2
     assert "builtin:nope" in rejected.stderr
+    assert invalid.exit_code == 2
+    assert "optimizer.lr" in invalid.stderr
+    assert invalid.stderr.count("Input should be greater than 0") == 1, invalid.stderr
     assert missing.exit_code == 4
     assert table.exit_code == 0
     assert job["id"] in table.stdout
@@ -96,14 +103,15 @@ def test_cancelled_job_exits_1(service: LiveService) -> None:
     assert "cancelled" in watched.stdout
 
 
-def test_unreachable_service_exits_3() -> None:
+@pytest.mark.parametrize("command", [("jobs", "show", "any"), ("datasets", "ls")])
+def test_unreachable_service_exits_3(command: tuple[str, ...]) -> None:
     """A command whose service does not answer exits 3 after the client's retries."""
     started = time.monotonic()
 
-    result = invoke("jobs", "show", "any", "--url", "http://127.0.0.1:9")
+    result = invoke(*command, "--url", "http://127.0.0.1:9")
 
     assert result.exit_code == 3
-    assert "cannot reach steep at http://127.0.0.1:9" in result.stderr
+    assert result.stderr.startswith("cannot reach steep at http://127.0.0.1:9"), result.stderr
     assert time.monotonic() - started < 30
 
 
@@ -160,4 +168,4 @@ def test_sweep_commands_exit_codes_and_json(service: LiveService, tmp_path: Path
     assert rejected.exit_code == 2
     assert "optimizer.nope" in rejected.stderr
     assert missing.exit_code == 4
-    assert cancel_ended.exit_code == 2
+    assert cancel_ended.exit_code == 1
