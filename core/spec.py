@@ -15,6 +15,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -55,10 +56,16 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
-def _type_shorthand(value: Any) -> Any:
-    """Turn ``"adam"`` into ``{"type": "adam"}``: a bare string selects a type with its defaults."""
+def _type_shorthand(value: Any, default_type: str | None = None) -> Any:
+    """Turn ``"adam"`` into ``{"type": "adam"}``: a bare string selects a type with its defaults.
+
+    With ``default_type``, an object without ``type`` takes that type, so
+    ``{"lr": 0.1}`` for an optimizer that defaults to adam is ``{"type": "adam", "lr": 0.1}``.
+    """
     if isinstance(value, str):
         return {"type": value}
+    if default_type is not None and isinstance(value, dict) and "type" not in value:
+        return {**value, "type": default_type}
     return value
 
 
@@ -375,14 +382,22 @@ class JobSpec(_Strict):
     loss: LossSpec | None = Field(
         None, description="Default: cross_entropy for classification, squared_error otherwise."
     )
-    optimizer: OptimizerSpec = Adam(type="adam")
-    schedule: ScheduleSpec = ConstantSchedule(type="constant")
+    optimizer: OptimizerSpec = Field(
+        Adam(type="adam"), description="Default: adam. An object without type is adam."
+    )
+    schedule: ScheduleSpec = Field(
+        ConstantSchedule(type="constant"),
+        description="Default: constant. An object without type is constant.",
+    )
     training: Training = Training()
     preprocessing: Preprocessing = Preprocessing()
 
-    _shorthand = field_validator("loss", "optimizer", "schedule", mode="before")(
-        lambda cls, value: _type_shorthand(value)
-    )
+    @field_validator("loss", "optimizer", "schedule", mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any, info: ValidationInfo) -> Any:
+        # An object without type takes the type of the field's default. Loss has no default.
+        default = cls.model_fields[str(info.field_name)].default
+        return _type_shorthand(value, getattr(default, "type", None))
 
     @field_validator("tags")
     @classmethod

@@ -6,9 +6,10 @@ The job spec itself is ``core.JobSpec``: the API accepts exactly what the engine
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, RootModel
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, RootModel
+from pydantic_core import PydanticCustomError
 
 from core.spec import JobSpec
 
@@ -122,10 +123,24 @@ class HistoryColumns(RootModel[dict[str, list[int | float | None]]]):
 RawValue = float | str | None
 
 
+def _check_row_kind(row: Any) -> Any:
+    """Reject a row that is neither a list nor an object in one error, not one per union member."""
+    if not isinstance(row, list | dict):
+        raise PydanticCustomError(
+            "row_type",
+            "each row must be a list of values in column order or an object of column "
+            "names to values",
+        )
+    return row
+
+
+RawRow = Annotated[list[RawValue] | dict[str, RawValue], BeforeValidator(_check_row_kind)]
+
+
 class PredictRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    inputs: list[list[RawValue] | dict[str, RawValue]] = Field(
+    inputs: list[RawRow] = Field(
         min_length=1,
         max_length=MAX_PREDICT_ROWS,
         description="Rows of raw values, each a list in the dataset's column order or an "

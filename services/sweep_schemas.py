@@ -11,20 +11,20 @@ from __future__ import annotations
 import copy
 import math
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
-    Discriminator,
     Field,
     JsonValue,
     PrivateAttr,
-    Tag,
     ValidatorFunctionWrapHandler,
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from core.spec import JobSpec
 from services.schemas import JobStatus, StopReason
@@ -112,18 +112,34 @@ class IntUniformParameter(_Strict):
         return self
 
 
-def _distribution_of(value: Any) -> str:
-    if isinstance(value, dict):
-        return str(value.get("distribution", "choice"))
-    return str(getattr(value, "distribution", "choice"))
+RANGE_DISTRIBUTIONS: tuple[str, ...] = (
+    *get_args(UniformParameter.model_fields["distribution"].annotation),
+    *get_args(IntUniformParameter.model_fields["distribution"].annotation),
+)
+
+
+def _fill_choice_distribution(value: Any) -> Any:
+    """Give a parameter object that has ``values`` but no ``distribution`` the choice one.
+
+    An object with neither, or a value that is no object, fits no kind of parameter, so
+    the error lists the keys a parameter takes instead of one member's missing fields.
+    """
+    if isinstance(value, BaseModel) or (isinstance(value, dict) and "distribution" in value):
+        return value
+    if isinstance(value, dict) and "values" in value:
+        return {**value, "distribution": "choice"}
+    raise PydanticCustomError(
+        "parameter_keys",
+        "a parameter is an object with values (a list to choose from) or with distribution "
+        "({distributions}), min and max",
+        {"distributions": ", ".join(repr(name) for name in RANGE_DISTRIBUTIONS)},
+    )
 
 
 ParameterSpec = Annotated[
-    Annotated[ChoiceParameter, Tag("choice")]
-    | Annotated[UniformParameter, Tag("uniform")]
-    | Annotated[UniformParameter, Tag("log_uniform")]
-    | Annotated[IntUniformParameter, Tag("int_uniform")],
-    Discriminator(_distribution_of),
+    ChoiceParameter | UniformParameter | IntUniformParameter,
+    Field(discriminator="distribution"),
+    BeforeValidator(_fill_choice_distribution),
 ]
 
 

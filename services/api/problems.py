@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import itertools
 import logging
+import re
 import secrets
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
@@ -144,15 +146,11 @@ async def _domain_error(request: Request, error: Exception) -> JSONResponse:
 
 async def _validation_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, RequestValidationError)
-    errors = []
-    seen: set[tuple[str | int, ...]] = set()
-    for item in error.errors():
-        loc = strip_union_tags(item.get("loc", ()), error.body)
-        # An untagged union reports one error per member at the same place; one is enough.
-        if tuple(loc) in seen:
-            continue
-        seen.add(tuple(loc))
-        errors.append(ProblemError(loc=loc, msg=describe_validation_error({**item, "loc": loc})))
+    located = [locate_validation_error(item, error.body) for item in error.errors()]
+    errors = [
+        ProblemError(loc=entry.loc, msg=describe_validation_error(entry.item))
+        for entry in merge_union_errors(located)
+    ]
     sentences = [entry.msg for entry in errors[:MAX_ERRORS_IN_DETAIL]]
     if len(errors) > MAX_ERRORS_IN_DETAIL:
         sentences.append(f"and {len(errors) - MAX_ERRORS_IN_DETAIL} more errors")
@@ -207,6 +205,89 @@ def install_problem_handlers(app: FastAPI) -> None:
 
 # Validation messages ------------------------------------------------------------------
 
+# A union's position in the cleaned location, and the label or tag of one of its members.
+UnionMember = tuple[tuple[str | int, ...], str]
+
+DISCRIMINATOR_KEY = re.compile(r"^'(\w+)'$")
+
+
+@dataclass(frozen=True)
+class LocatedError:
+    """One pydantic error, with its location rewritten in the client's keys.
+
+    ``item`` is the pydantic error with ``loc`` replaced. ``members`` lists the union
+    members that the raw location passed through, innermost last.
+    """
+
+    item: dict[str, Any]
+    members: tuple[UnionMember, ...]
+
+    @property
+    def loc(self) -> list[str | int]:
+        return list(self.item["loc"])
+
+    @property
+    def rejected_member(self) -> UnionMember | None:
+        """The union member whose only error is a type mismatch at the union itself, if any."""
+        if not self.members or not str(self.item.get("type", "")).endswith("_type"):
+            return None
+        position, label = self.members[-1]
+        return (position, label) if position == tuple(self.loc) else None
+
+
+def locate_validation_error(item: dict[str, Any], body: Any) -> LocatedError:
+    """Rewrite the location of one pydantic error in the keys of the client's body.
+
+    Union tags and member labels leave the location. An unknown or missing union tag
+    is placed at its key (``optimizer.type``) when the client sent an object there.
+    """
+    kind = item.get("type", "")
+    loc, members, node = _walk_location(item.get("loc", ()), body, missing=kind == "missing")
+    item = {**item, "loc": loc}
+    if kind in ("union_tag_invalid", "union_tag_not_found") and isinstance(node, dict):
+        key = DISCRIMINATOR_KEY.match(str(item.get("ctx", {}).get("discriminator", "")))
+        if key:
+            item["loc"] = [*loc, key.group(1)]
+            item["input"] = node.get(key.group(1))
+    return LocatedError(item, tuple(members))
+
+
+def merge_union_errors(errors: Sequence[LocatedError]) -> list[LocatedError]:
+    """Keep one error per location, without the noise of unions' other members.
+
+    Pydantic validates an input against every member of an untagged union and reports
+    each member's errors. A member that rejected the input's type is dropped when
+    another member accepted the type, so a list row gets no error about not being an
+    object. When every member rejected the type, their errors become one sentence.
+    """
+    accepted = {
+        member for error in errors for member in error.members if member != error.rejected_member
+    }
+
+    def is_noise(error: LocatedError) -> bool:
+        rejected = error.rejected_member
+        return rejected is not None and any(
+            position == rejected[0] and label != rejected[1] for position, label in accepted
+        )
+
+    kept = [error for error in errors if not is_noise(error)]
+    by_location: dict[tuple[str | int, ...], list[LocatedError]] = {}
+    for error in kept:
+        by_location.setdefault(tuple(error.loc), []).append(error)
+    return [_merge_rejections(group) for group in by_location.values()]
+
+
+def _merge_rejections(group: list[LocatedError]) -> LocatedError:
+    """Join the members' type rejections at one place into one message, or keep the first error."""
+    first = group[0]
+    if len(group) == 1 or any(error.rejected_member is None for error in group):
+        return first
+    messages = list(dict.fromkeys(str(error.item.get("msg", "")) for error in group))
+    joined = messages[0] + "".join(
+        " or " + message.removeprefix("Input should be ") for message in messages[1:]
+    )
+    return LocatedError({**first.item, "msg": joined}, first.members)
+
 
 def describe_validation_error(item: dict[str, Any]) -> str:
     """Turn one pydantic error into a sentence naming the field, the rule and the value.
@@ -216,23 +297,33 @@ def describe_validation_error(item: dict[str, Any]) -> str:
     ...      "msg": "Input should be less than or equal to 65536", "input": 10**9})
     'model.layers[0].units: Input should be less than or equal to 65536, got 1000000000'
     """
-    field = format_location(item.get("loc", ()))
+    loc = item.get("loc", ())
+    field = format_location(loc)
     message = str(item.get("msg", "invalid value"))
     kind = item.get("type", "")
+    ctx = item.get("ctx") or {}
     if kind == "missing":
         return f"{field}: field required"
     if kind == "extra_forbidden":
         return f"{field}: unknown field; remove it or correct its spelling"
     if kind == "json_invalid":
-        reason = item.get("ctx", {}).get("error", "")
+        reason = ctx.get("error", "")
         position = item["loc"][-1] if item.get("loc") else "?"
         return f"the request body is not valid JSON: {reason} at character {position}"
     if kind == "value_error":
         # Messages of steep's own validators already show the offending value.
         return f"{field}: {message.removeprefix('Value error, ')}"
     if kind == "union_tag_not_found":
-        return f"{field}.type: field required; it selects which kind of {field} this is"
-    if kind == "union_tag_invalid" or "input" not in item:
+        key = DISCRIMINATOR_KEY.match(str(ctx.get("discriminator", "")))
+        if key and loc and loc[-1] == key.group(1):
+            parent = format_location(loc[:-1])
+            return f"{field}: field required; it selects which kind of {parent} this is"
+        return f"{field}: field required; it selects which kind of {field} this is"
+    if kind == "union_tag_invalid":
+        return _describe_unknown_tag(item, field, ctx)
+    if kind in ("too_short", "too_long") and "actual_length" in ctx:
+        return _describe_length(loc, field, kind, ctx)
+    if "input" not in item:
         return f"{field}: {message}"
     if isinstance(item["input"], bytes):
         # FastAPI hands over the raw body when the Content-Type is not JSON.
@@ -245,24 +336,78 @@ def describe_validation_error(item: dict[str, Any]) -> str:
     return f"{field}: {message}, got {_short_repr(item['input'])}"
 
 
-def strip_union_tags(loc: Sequence[Any], body: Any) -> list[str | int]:
-    """Drop the tags pydantic adds to a location inside a tagged union.
+def _describe_unknown_tag(item: dict[str, Any], field: str, ctx: Mapping[str, Any]) -> str:
+    """Describe a union tag that matches no member, e.g. ``optimizer.type`` set to "lbfgs".
+
+    The noun is the object's field name for a ``type`` key ("unknown optimizer") and
+    the key itself otherwise ("unknown distribution"). The expected tags come from
+    the schema through pydantic's error context.
+    """
+    loc = list(item.get("loc", ()))
+    key = DISCRIMINATOR_KEY.match(str(ctx.get("discriminator", "")))
+    names = [part for part in loc if isinstance(part, str) and part != "body"]
+    if key and names and names[-1] == key.group(1):
+        # The location ends at the tag's key, so the object's field is the part before it.
+        object_name = loc[-2] if len(loc) >= 2 else None
+        noun = key.group(1)
+        if noun == "type" and isinstance(object_name, str) and object_name != "body":
+            noun = object_name.replace("_", " ")
+    else:
+        noun = names[-1].replace("_", " ") if names else "type"
+    value = item.get("input")
+    tag = _short_repr(value) if not isinstance(value, dict) else repr(ctx.get("tag"))
+    return f"{field}: unknown {noun} {tag}; expected one of {ctx.get('expected_tags', '?')}"
+
+
+def _describe_length(loc: Sequence[Any], field: str, kind: str, ctx: Mapping[str, Any]) -> str:
+    """Describe a list or object with too few or too many items, counting in its own noun."""
+    if kind == "too_short":
+        bound, limit = "needs at least", ctx.get("min_length")
+    else:
+        bound, limit = "takes at most", ctx.get("max_length")
+    actual = ctx["actual_length"]
+    return f"{field}: {bound} {limit} {_item_noun(loc, limit)}, got {actual or 'none'}"
+
+
+def _item_noun(loc: Sequence[Any], count: Any) -> str:
+    """Name the items of the collection at ``loc``: ``layers`` contains layers, one layer.
+
+    A field name that is no plural in ``s`` falls back to "item" and "items".
+    """
+    names = [part for part in loc if isinstance(part, str) and part != "body"]
+    name = names[-1] if names else ""
+    if not (name.endswith("s") and name[:-1].isidentifier()):
+        return "item" if count == 1 else "items"
+    plural = name.replace("_", " ")
+    return plural[:-1] if count == 1 else plural
+
+
+def _walk_location(
+    loc: Sequence[Any], body: Any, *, missing: bool
+) -> tuple[list[str | int], list[UnionMember], Any]:
+    """Split a body location into the client's keys and the union members it passes.
 
     Pydantic reports an error in ``{"type": "dense", "units": -3}`` at
     ``("body", "layers", 0, "dense", "units")``, but the client's JSON has no key
-    "dense". Walking the body finds such parts: a part that is not a key of the
-    object at that point but equals its ``type``. Members of untagged unions appear
-    as labels such as ``list[float]`` or ``str``; those are dropped too.
+    "dense". At an object, a part that is not one of its keys is a union tag (``dense``, or
+    ``choice`` for a tag that a default supplies) or a member label such as
+    ``list[float]``. The one exception is the last part of a ``missing`` error, the
+    key the client left out. At a list or a value, every string part is a label.
+    Returns the cleaned location, the members, and the body's value at the location.
     """
     parts = list(loc)
     if not parts or parts[0] != "body":
-        return parts
+        return parts, [], None
     cleaned: list[str | int] = ["body"]
+    members: list[UnionMember] = []
     node = body
-    for part in parts[1:]:
-        if isinstance(node, dict) and part not in node and node.get("type") == part:
-            continue
-        if isinstance(part, str) and _is_union_label(part, node):
+    for index, part in enumerate(parts[1:], start=1):
+        if isinstance(node, dict):
+            is_key = part in node or (missing and index == len(parts) - 1)
+        else:
+            is_key = isinstance(part, int)
+        if not is_key:
+            members.append((tuple(cleaned), str(part)))
             continue
         cleaned.append(part)
         if isinstance(node, dict):
@@ -271,17 +416,7 @@ def strip_union_tags(loc: Sequence[Any], body: Any) -> list[str | int]:
             node = node[part]
         else:
             node = None
-    return cleaned
-
-
-_TYPE_LABELS = frozenset({"float", "int", "str", "bool", "bytes", "list", "dict", "none"})
-
-
-def _is_union_label(part: str, node: Any) -> bool:
-    """Tell whether ``part`` names a union member rather than a key of ``node``."""
-    if isinstance(node, dict) and part in node:
-        return False
-    return "[" in part or part in _TYPE_LABELS or not isinstance(node, dict)
+    return cleaned, members, node
 
 
 def format_location(loc: Sequence[Any]) -> str:

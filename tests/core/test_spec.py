@@ -269,3 +269,43 @@ def test_warmup_as_long_as_training_accepted():
         spec_with(schedule={"type": "cosine", "warmup_epochs": 60}, training={"epochs": 60})
     )
     assert spec.schedule.warmup_epochs == 60
+
+
+def test_optimizer_object_without_type_is_adam():
+    """The optimizer defaults to adam, so an object without type sets adam's fields."""
+    spec = parse_spec(spec_with(optimizer={"lr": 0.05}))
+
+    assert isinstance(spec.optimizer, Adam)
+    assert spec.optimizer.type == "adam"
+    assert spec.optimizer.lr == 0.05
+
+
+def test_optimizer_without_type_reports_field_error():
+    """A bad field of a typeless optimizer is reported, not the missing type."""
+    error = single_error(spec_with(optimizer={"lr": -1}))
+
+    assert error["loc"] == ("optimizer", "adam", "lr")
+    assert error["type"] == "greater_than"
+
+
+def test_typeless_optimizer_rejects_sgd_fields():
+    """Momentum is an sgd field, so a typeless optimizer (adam) rejects it."""
+    error = single_error(spec_with(optimizer={"momentum": 0.9}))
+
+    assert error["loc"] == ("optimizer", "adam", "momentum")
+    assert error["type"] == "extra_forbidden"
+
+
+def test_schedule_object_without_type_is_constant():
+    spec = parse_spec(spec_with(schedule={"warmup_epochs": 2}))
+
+    assert spec.schedule.type == "constant"
+    assert spec.schedule.warmup_epochs == 2
+
+
+def test_loss_object_without_type_rejected():
+    """The loss has no default type (it follows the task), so its type stays required."""
+    error = single_error(spec_with(loss={"reduction": "sum"}))
+
+    assert error["loc"] == ("loss", "type")
+    assert error["type"] == "missing"

@@ -311,7 +311,8 @@ def test_request_id_is_echoed(client: TestClient) -> None:
 
 def test_validation_messages_hide_pydantic_internals(client: TestClient) -> None:
     """Union member labels and tag-extraction wording never reach the client."""
-    no_type = {**TEA_SPEC, "optimizer": {"lr": 0.1}}
+    init_without_type = {"type": "dense", "units": 1, "init": {"value": 1.0}}
+    no_type = {**TEA_SPEC, "model": {"layers": [init_without_type]}}
 
     missing_tag = client.post("/v1/jobs", json=no_type)
     bad_row = client.post(
@@ -320,7 +321,8 @@ def test_validation_messages_hide_pydantic_internals(client: TestClient) -> None
         headers={"Content-Type": "application/json"},
     )
 
-    assert assert_problem(missing_tag, 422)["detail"].startswith("optimizer.type: field required")
+    missing_detail = assert_problem(missing_tag, 422)["detail"]
+    assert missing_detail.startswith("model.layers[0].init.type: field required")
     detail = assert_problem(bad_row, 422)["detail"]
     assert "union[" not in detail
     assert "list[" not in detail
