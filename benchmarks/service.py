@@ -10,9 +10,10 @@ end. Without --broker-url it uses Redis database 13 on 127.0.0.1:6379. In each m
 1. Worker overhead: the same spec trained by ``core.fit`` in this process and by
    ``run_job`` (claim, dataset load, buffered history flushes, checkpoints, weights
    and final status). The job is submitted before run_job's clock starts, because
-   submitting is the API's work. The ratio is run_job's time over core.fit's, best of
-   ``--repeat`` runs. The long digits job (``--epochs``) shows the per-epoch cost,
-   because the fixed costs (claim, dataset load, final write) weigh less there.
+   submitting is the API's work. The two alternate, ``--repeat`` runs each, and the
+   ratio is run_job's best time over core.fit's. The long digits job (``--epochs``)
+   shows the per-epoch cost, because the fixed costs (claim, dataset load, final
+   write) weigh less there.
 2. Submit-to-running latency: ``--jobs`` one-epoch jobs posted one at a time to a
    ``steep api`` subprocess and run by one ``steep worker`` (solo pool). Each job
    is submitted only after the previous one has finished, so the queue is empty
@@ -146,23 +147,20 @@ def status_of(settings: Settings, job_id: str) -> str:
         return job.status
 
 
-def best_seconds(run: Callable[[], None], repeat: int) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        started = time.perf_counter()
-        run()
-        best = min(best, time.perf_counter() - started)
-    return best
-
-
 def measure_overhead(
     label: str, spec: dict[str, Any], settings: Settings, repeat: int
 ) -> dict[str, Any]:
-    """Time core.fit and run_job on ``spec``; return both and their ratio."""
+    """Time core.fit and run_job on ``spec``; return the best of each and their ratio.
+
+    The two alternate, so that a change in the machine's speed during the runs
+    (another virtual machine on the host, say) reaches both alike.
+    """
     data = core.load_builtin(spec["dataset"])
 
-    def fit_in_process() -> None:
+    def fit_in_process() -> float:
+        started = time.perf_counter()
         core.fit(spec, data.x, data.y, classes=data.classes)
+        return time.perf_counter() - started
 
     def run_through_service() -> float:
         # Submitting is the API's work, not the worker's, so it is not timed.
@@ -173,8 +171,11 @@ def measure_overhead(
         assert outcome == "succeeded", f"job {job_id} ended {outcome}"
         return seconds
 
-    fit_seconds = best_seconds(fit_in_process, repeat)
-    service_seconds = min(run_through_service() for _ in range(repeat))
+    fit_runs, service_runs = [], []
+    for _ in range(repeat):
+        fit_runs.append(fit_in_process())
+        service_runs.append(run_through_service())
+    fit_seconds, service_seconds = min(fit_runs), min(service_runs)
     return {
         "workload": label,
         "core_fit_seconds": fit_seconds,
