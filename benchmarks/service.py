@@ -471,6 +471,21 @@ async def open_clients(
     return clients
 
 
+@contextmanager
+def cpu_accounting(run: PollRun, service: RunningService) -> Iterator[None]:
+    """Record in ``run`` the CPU seconds that this process and the API process use in the block.
+
+    The API's share stays None where ``/proc`` cannot be read.
+    """
+    api_before = process_cpu_seconds(service.api_pid)
+    client_before = time.process_time()
+    yield
+    run.client_cpu_seconds = time.process_time() - client_before
+    api_after = process_cpu_seconds(service.api_pid)
+    if api_before is not None and api_after is not None:
+        run.api_cpu_seconds = api_after - api_before
+
+
 async def poll_on_schedule(
     service: RunningService, job_id: str, pollers: int, interval: float, seconds: float
 ) -> PollRun:
@@ -499,22 +514,17 @@ async def poll_on_schedule(
             scheduled += interval
 
     try:
-        api_cpu_before = process_cpu_seconds(service.api_pid)
-        client_cpu_before = time.process_time()
-        start = loop.time()
-        phases = random.uniform(0.0, interval, size=pollers)
-        await asyncio.gather(
-            *(
-                poller(client, start, float(phase))
-                for client, phase in zip(clients, phases, strict=True)
+        with cpu_accounting(run, service):
+            start = loop.time()
+            phases = random.uniform(0.0, interval, size=pollers)
+            await asyncio.gather(
+                *(
+                    poller(client, start, float(phase))
+                    for client, phase in zip(clients, phases, strict=True)
+                )
             )
-        )
-        await asyncio.gather(*in_flight)
-        run.wall_seconds = loop.time() - start
-        run.client_cpu_seconds = time.process_time() - client_cpu_before
-        api_cpu_after = process_cpu_seconds(service.api_pid)
-        if api_cpu_before is not None and api_cpu_after is not None:
-            run.api_cpu_seconds = api_cpu_after - api_cpu_before
+            await asyncio.gather(*in_flight)
+            run.wall_seconds = loop.time() - start
     finally:
         await asyncio.gather(*(client.aclose() for client in clients))
     return run
@@ -537,15 +547,10 @@ async def poll_back_to_back(
             await get_job(client, job_id, run)
 
     try:
-        api_cpu_before = process_cpu_seconds(service.api_pid)
-        client_cpu_before = time.process_time()
-        started = time.perf_counter()
-        await asyncio.gather(*(poller(client) for client in clients))
-        run.wall_seconds = time.perf_counter() - started
-        run.client_cpu_seconds = time.process_time() - client_cpu_before
-        api_cpu_after = process_cpu_seconds(service.api_pid)
-        if api_cpu_before is not None and api_cpu_after is not None:
-            run.api_cpu_seconds = api_cpu_after - api_cpu_before
+        with cpu_accounting(run, service):
+            started = time.perf_counter()
+            await asyncio.gather(*(poller(client) for client in clients))
+            run.wall_seconds = time.perf_counter() - started
     finally:
         await asyncio.gather(*(client.aclose() for client in clients))
     return run

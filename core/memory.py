@@ -10,9 +10,9 @@ and a checkpoint allocate, in bytes, in two phases whose peaks do not overlap:
 - training: the prepared splits and targets, each epoch's shuffle, the flat
   parameter vector, its gradient, the optimizer's state and scratch buffer, the
   epoch-start copies the trainer keeps to rewind an unfinished epoch, the
-  best-weights copy (``restore_best``), the activations of one batch and their
-  gradients, and the largest transient on top: the full validation pass, or a
-  checkpoint's copies (its arrays, the NPZ written to a buffer and the bytes taken
+  best-weights copy (``restore_best``), and the activations of one batch and their
+  gradients. On top of these comes the largest transient: the full validation pass,
+  a checkpoint's copies (its arrays, the NPZ written to a buffer and the bytes taken
   from it), or the final weights file.
 
 It leaves out the interpreter, the imported libraries and the BLAS buffers, so it
@@ -49,9 +49,9 @@ ACTIVATION_TEMPORARIES = {
 }
 # Arrays of (n_val, n_outputs) float64 values the validation loss and metrics create.
 VALIDATION_LOSS_TEMPORARIES = 4
-# One value of one history record: a float and its key in the record's dict, and in a
-# checkpoint the JSON text, the numpy string array (4 bytes per character) that stores
-# it in the NPZ, and the NPZ's two copies of that array.
+# One value of one history record: a float and its key in the record's dict. In a
+# checkpoint it also takes its JSON text, the numpy string array (4 bytes per character)
+# that stores it in the NPZ, and the NPZ's two copies of that array.
 HISTORY_BYTES_PER_VALUE = 600
 # Per optimizer type: how many state arrays of n_parameters values it keeps.
 OPTIMIZER_STATE_ARRAYS = {"sgd": 1, "adam": 2, "adamw": 2, "rmsprop": 2, "adagrad": 1}
@@ -284,26 +284,26 @@ def _layer_widths(spec: JobSpec, n_features: int) -> list[tuple[str, int, int]]:
 
 
 def _batch_activation_bytes(spec: JobSpec, shape: _Shape) -> int:
-    """Return the bytes of one training batch: every layer's kept arrays, plus the largest
-    layer's temporaries.
+    """Return the bytes of one training batch: every layer's retained arrays, plus the
+    largest layer's temporaries.
 
     A dense layer keeps z and a (one array for linear) until the next batch, and a
     dropout layer its mask and output. The backward pass adds dL/d(input) and the
     activation's temporaries, one layer at a time.
     """
     rows = shape.batch_rows
-    kept = 0
+    retained = 0
     largest_step = 0
     for kind, n_in, units in _layer_widths(spec, shape.n_features):
         if kind == "dropout":
-            kept += 2 * rows * units * shape.itemsize
+            retained += 2 * rows * units * shape.itemsize
             step = rows * units * (shape.itemsize + 1)
         else:
-            kept += (1 if kind == "linear" else 2) * rows * units * shape.itemsize
+            retained += (1 if kind == "linear" else 2) * rows * units * shape.itemsize
             step = rows * (n_in + ACTIVATION_TEMPORARIES[kind] * units) * shape.itemsize
         largest_step = max(largest_step, step)
     loss = VALIDATION_LOSS_TEMPORARIES * rows * shape.n_outputs * FLOAT64_BYTES
-    return kept + largest_step + loss
+    return retained + largest_step + loss
 
 
 def _validation_bytes(spec: JobSpec, shape: _Shape) -> int:

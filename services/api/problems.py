@@ -270,9 +270,9 @@ def merge_union_errors(errors: Sequence[LocatedError]) -> list[LocatedError]:
             position == rejected[0] and label != rejected[1] for position, label in accepted
         )
 
-    kept = [error for error in errors if not is_noise(error)]
+    relevant = [error for error in errors if not is_noise(error)]
     by_location: dict[tuple[str | int, ...], list[LocatedError]] = {}
-    for error in kept:
+    for error in relevant:
         by_location.setdefault(tuple(error.loc), []).append(error)
     return [_merge_rejections(group) for group in by_location.values()]
 

@@ -131,7 +131,7 @@ def get_history(
         int | None,
         Query(
             le=1_000_000,
-            # The minimum is checked by jobs.get_history, whose message says why it is 6.
+            # jobs.get_history checks the minimum, and its message explains why it is 6.
             json_schema_extra={"minimum": MIN_POINTS},
             description=f"Downsample to at most this many epochs (at least {MIN_POINTS}), "
             "keeping the first, the last, and the minimum and maximum of train_loss and "

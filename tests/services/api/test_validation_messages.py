@@ -32,7 +32,7 @@ def sweep_errors(
 
 
 def predict_errors(client: TestClient, body: str) -> list[dict[str, Any]]:
-    """POST ``body`` as JSON text (so it may hold NaN) to predict and return the 422's errors."""
+    """POST ``body`` as JSON text (so it may contain NaN) to predict and return the 422's errors."""
     response = client.post(
         "/v1/jobs/unknown/predict", content=body, headers={"Content-Type": "application/json"}
     )
