@@ -15,13 +15,16 @@ import numpy as np
 
 __all__ = ["CHECKPOINT_FORMAT", "TrainingState"]
 
-CHECKPOINT_FORMAT = "steep.checkpoint/1"
+# Format 2 stores Adam's first moment as the decayed gradient sum (see
+# ``core.optimizers.AdamOptimizer``). Format 1 stored the moment itself.
+CHECKPOINT_FORMAT = "steep.checkpoint/2"
+_READABLE_FORMATS = ("steep.checkpoint/1", CHECKPOINT_FORMAT)
 _META_KEY = "__meta__"
 
 
 @dataclass
 class TrainingState:
-    """Arrays by name (``params``, ``optimizer.exp_avg``, ...) and JSON-ready metadata."""
+    """Arrays by name (``params``, ``optimizer.exp_avg_sq``, ...) and JSON-ready metadata."""
 
     arrays: dict[str, np.ndarray]
     meta: dict[str, Any] = field(default_factory=dict)
@@ -52,8 +55,9 @@ class TrainingState:
             raise ValueError(f"not a readable checkpoint: {error}") from error
         meta_array = arrays.pop(_META_KEY, None)
         meta = json.loads(str(meta_array)) if meta_array is not None else {}
-        if meta.get("format") != CHECKPOINT_FORMAT:
+        if meta.get("format") not in _READABLE_FORMATS:
             raise ValueError(
-                f"checkpoint format must be {CHECKPOINT_FORMAT!r}, got {meta.get('format')!r}"
+                f"checkpoint format must be one of {', '.join(map(repr, _READABLE_FORMATS))}, "
+                f"got {meta.get('format')!r}"
             )
         return cls(arrays, meta)

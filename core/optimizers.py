@@ -81,9 +81,15 @@ class AdamOptimizer(Optimizer):
     ``m = b1*m + (1-b1)*g``, ``v = b2*v + (1-b2)*g**2``,
     ``p -= lr/(1-b1**t) * m / (sqrt(v)/sqrt(1-b2**t) + eps)``.
     Adam adds ``wd*p`` to ``g`` first; AdamW multiplies ``p`` by ``1 - lr*wd`` first.
+
+    The first moment is kept as the decayed gradient sum ``s = b1*s + g``, which is
+    ``m / (1-b1)``: updating ``s`` takes one pass over the parameters fewer than
+    updating ``m``, and the factor ``1-b1`` moves into the step's scalar. The step is then
+    ``p -= c * s / (sqrt(v) + eps*sqrt(1-b2**t))`` with
+    ``c = lr * (1-b1) * sqrt(1-b2**t) / (1-b1**t)``, the formula above rearranged.
     """
 
-    state_names = ("exp_avg", "exp_avg_sq")
+    state_names = ("decayed_grad_sum", "exp_avg_sq")
 
     def __init__(self, spec: Adam, n_parameters: int, dtype: np.dtype) -> None:
         super().__init__(n_parameters, dtype)
@@ -93,30 +99,34 @@ class AdamOptimizer(Optimizer):
     def step(self, params: np.ndarray, grads: np.ndarray, lr: float) -> None:
         spec, tmp = self.spec, self._scratch
         beta1, beta2 = spec.betas
-        m, v = self.state["exp_avg"], self.state["exp_avg_sq"]
+        s, v = self.state["decayed_grad_sum"], self.state["exp_avg_sq"]
         self.t += 1
         if self.decoupled:
             params *= 1 - lr * spec.weight_decay
         else:
             _add_weight_decay(grads, params, spec.weight_decay, tmp)
 
-        m *= beta1
-        np.multiply(grads, 1 - beta1, out=tmp)
-        m += tmp
+        s *= beta1
+        s += grads
 
         v *= beta2
         np.multiply(grads, grads, out=tmp)
         tmp *= 1 - beta2
         v += tmp
 
-        bias_correction1 = 1 - beta1**self.t
-        bias_correction2 = 1 - beta2**self.t
+        root_bias_correction2 = math.sqrt(1 - beta2**self.t)
         np.sqrt(v, out=tmp)
-        tmp *= 1 / math.sqrt(bias_correction2)
-        tmp += spec.eps
-        np.divide(m, tmp, out=tmp)
-        tmp *= lr / bias_correction1
+        tmp += spec.eps * root_bias_correction2
+        np.divide(s, tmp, out=tmp)
+        tmp *= lr * (1 - beta1) * root_bias_correction2 / (1 - beta1**self.t)
         params -= tmp
+
+    def load_state_dict(self, arrays: dict[str, np.ndarray], t: int) -> None:
+        if "decayed_grad_sum" not in arrays and "exp_avg" in arrays:
+            # Format 1 checkpoints contain m itself. The conversion rounds, so the resumed
+            # run ends close to an uninterrupted one, not bit for bit equal.
+            arrays = {**arrays, "decayed_grad_sum": arrays["exp_avg"] / (1 - self.spec.betas[0])}
+        super().load_state_dict(arrays, t)
 
 
 class RMSpropOptimizer(Optimizer):

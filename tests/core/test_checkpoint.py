@@ -86,8 +86,35 @@ def test_state_holds_optimizer_arrays():
 
     state = trainer.state_dict()
 
-    assert {"params", "optimizer.exp_avg", "optimizer.exp_avg_sq"} <= set(state.arrays)
+    assert {"params", "optimizer.decayed_grad_sum", "optimizer.exp_avg_sq"} <= set(state.arrays)
     assert state.epoch == 0
+
+
+def _as_format_1(state: TrainingState, beta1: float) -> TrainingState:
+    """Return ``state`` as format 1 stored it, with Adam's first moment m in place of the
+    decayed gradient sum."""
+    arrays = dict(state.arrays)
+    arrays["optimizer.exp_avg"] = arrays.pop("optimizer.decayed_grad_sum") * (1 - beta1)
+    meta = {**state.meta, "format": "steep.checkpoint/1"}
+    return TrainingState.from_bytes(TrainingState(arrays, meta).to_bytes())
+
+
+def test_format_1_checkpoint_resumes():
+    """A format 1 checkpoint, which contains m instead of the decayed gradient sum,
+    resumes. The conversion rounds, so the run ends close to the uninterrupted run's
+    parameters, not bit for bit equal."""
+    x, y = blobs(n_samples=120, seed=1)
+    spec = resumable_spec("float64")
+    saver = CheckpointEvery()
+    full = core.fit(spec, x, y, callback=saver)
+    old = _as_format_1(TrainingState.from_bytes(saver.saved[5]), beta1=0.9)
+    assert old.meta["format"] == "steep.checkpoint/1"
+
+    resumed = core.fit(spec, x, y, resume_from=old)
+
+    assert resumed.stopped_epoch == full.stopped_epoch
+    for name, value in full.params.items():
+        np.testing.assert_allclose(resumed.params[name], value, rtol=1e-9, atol=1e-12)
 
 
 def test_from_bytes_rejects_garbage():
