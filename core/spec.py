@@ -12,13 +12,16 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
+    Strict,
     ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 __all__ = [
     "ActivationName",
@@ -27,6 +30,9 @@ __all__ = [
     "EarlyStopping",
     "Init",
     "JobSpec",
+    "JsonBool",
+    "JsonFloat",
+    "JsonInt",
     "LayerSpec",
     "LossSpec",
     "ModelSpec",
@@ -48,6 +54,25 @@ MAX_UNITS = 65_536
 MAX_LAYERS = 64
 # The engine's own bound. The service sets a lower one (max_history_points).
 MAX_EPOCHS = 1_000_000
+
+
+def _whole_number(value: Any) -> Any:
+    """Return an integer unchanged, and a float with no fractional part as that integer.
+
+    JSON has one number type, so ``10.0`` is the integer 10, as in JSON Schema.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise PydanticCustomError("int_type", "Input should be a valid integer")
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+# Spec fields take JSON's own types only. Pydantic's lax mode would also turn true
+# into 1 and "16" into 16, which hides a client's mistake.
+JsonInt = Annotated[int, BeforeValidator(_whole_number)]
+JsonFloat = Annotated[float, Strict()]  # an integer is a number too, so 2 gives 2.0
+JsonBool = Annotated[bool, Strict()]
 
 
 class _Strict(BaseModel):
@@ -78,19 +103,19 @@ class ZerosInit(_Strict):
 
 class ConstantInit(_Strict):
     type: Literal["constant"]
-    value: float = 0.0
+    value: JsonFloat = 0.0
 
 
 class NormalInit(_Strict):
     type: Literal["normal"]
-    mean: float = 0.0
-    std: float = Field(0.05, gt=0)
+    mean: JsonFloat = 0.0
+    std: JsonFloat = Field(0.05, gt=0)
 
 
 class UniformInit(_Strict):
     type: Literal["uniform"]
-    low: float = -0.05
-    high: float = 0.05
+    low: JsonFloat = -0.05
+    high: JsonFloat = 0.05
 
     @model_validator(mode="after")
     def _check_bounds(self) -> UniformInit:
@@ -118,17 +143,17 @@ class ActivationSpec(_Strict):
     """An activation with its parameter: ``negative_slope`` for leaky_relu, ``alpha`` for elu."""
 
     type: ActivationName
-    negative_slope: float = Field(0.01, ge=0, le=1)
-    alpha: float = Field(1.0, gt=0, le=100)
+    negative_slope: JsonFloat = Field(0.01, ge=0, le=1)
+    alpha: JsonFloat = Field(1.0, gt=0, le=100)
 
 
 class Dense(_Strict):
     """A fully connected layer: ``y = activation(x @ weight + bias)``."""
 
     type: Literal["dense"]
-    units: int = Field(gt=0, le=MAX_UNITS)
+    units: JsonInt = Field(gt=0, le=MAX_UNITS)
     activation: ActivationSpec = ActivationSpec(type="linear")
-    bias: bool = True
+    bias: JsonBool = True
     init: Init | None = Field(
         None,
         description="Weight initializer. Default: he_uniform after relu-like activations, "
@@ -145,7 +170,7 @@ class Dropout(_Strict):
     """Inverted dropout: during training each value is zeroed with probability ``rate``."""
 
     type: Literal["dropout"]
-    rate: float = Field(ge=0, lt=1)
+    rate: JsonFloat = Field(ge=0, lt=1)
 
 
 LayerSpec = Annotated[Dense | Dropout, Field(discriminator="type")]
@@ -185,7 +210,7 @@ class LossSpec(_Strict):
         "squared_error", "absolute_error", "huber", "binary_cross_entropy", "cross_entropy"
     ]
     reduction: Literal["mean", "sum"] = "mean"
-    delta: float = Field(1.0, gt=0)
+    delta: JsonFloat = Field(1.0, gt=0)
 
     @property
     def task(self) -> Task:
@@ -198,18 +223,18 @@ class LossSpec(_Strict):
 
 
 class _OptimizerBase(_Strict):
-    lr: float = Field(0.001, gt=0, le=10)
-    weight_decay: float = Field(0.0, ge=0, le=1)
-    clip_grad_norm: float | None = Field(
+    lr: JsonFloat = Field(0.001, gt=0, le=10)
+    weight_decay: JsonFloat = Field(0.0, ge=0, le=1)
+    clip_grad_norm: JsonFloat | None = Field(
         None, gt=0, description="Rescale the gradient when its global L2 norm exceeds this."
     )
 
 
 class SGD(_OptimizerBase):
     type: Literal["sgd"]
-    lr: float = Field(0.01, gt=0, le=10)
-    momentum: float = Field(0.0, ge=0, lt=1)
-    nesterov: bool = False
+    lr: JsonFloat = Field(0.01, gt=0, le=10)
+    momentum: JsonFloat = Field(0.0, ge=0, lt=1)
+    nesterov: JsonBool = False
 
     @model_validator(mode="after")
     def _check_nesterov(self) -> SGD:
@@ -220,8 +245,8 @@ class SGD(_OptimizerBase):
 
 class Adam(_OptimizerBase):
     type: Literal["adam", "adamw"]
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = Field(1e-8, gt=0, le=1)
+    betas: tuple[JsonFloat, JsonFloat] = (0.9, 0.999)
+    eps: JsonFloat = Field(1e-8, gt=0, le=1)
 
     @field_validator("betas")
     @classmethod
@@ -242,17 +267,17 @@ class Adam(_OptimizerBase):
 
 class RMSprop(_OptimizerBase):
     type: Literal["rmsprop"]
-    lr: float = Field(0.01, gt=0, le=10)
-    alpha: float = Field(0.99, ge=0, lt=1)
-    eps: float = Field(1e-8, gt=0, le=1)
-    momentum: float = Field(0.0, ge=0, lt=1)
+    lr: JsonFloat = Field(0.01, gt=0, le=10)
+    alpha: JsonFloat = Field(0.99, ge=0, lt=1)
+    eps: JsonFloat = Field(1e-8, gt=0, le=1)
+    momentum: JsonFloat = Field(0.0, ge=0, lt=1)
 
 
 class Adagrad(_OptimizerBase):
     type: Literal["adagrad"]
-    lr: float = Field(0.01, gt=0, le=10)
-    eps: float = Field(1e-10, gt=0, le=1)
-    initial_accumulator_value: float = Field(0.0, ge=0)
+    lr: JsonFloat = Field(0.01, gt=0, le=10)
+    eps: JsonFloat = Field(1e-10, gt=0, le=1)
+    initial_accumulator_value: JsonFloat = Field(0.0, ge=0)
 
 
 OptimizerSpec = Annotated[SGD | Adam | RMSprop | Adagrad, Field(discriminator="type")]
@@ -262,7 +287,7 @@ OptimizerSpec = Annotated[SGD | Adam | RMSprop | Adagrad, Field(discriminator="t
 
 
 class _ScheduleBase(_Strict):
-    warmup_epochs: int = Field(
+    warmup_epochs: JsonInt = Field(
         0, ge=0, le=MAX_EPOCHS, description="Epochs of linear warmup before the schedule starts."
     )
 
@@ -273,21 +298,21 @@ class ConstantSchedule(_ScheduleBase):
 
 class StepSchedule(_ScheduleBase):
     type: Literal["step"]
-    step_size: int = Field(10, gt=0, le=MAX_EPOCHS)
-    gamma: float = Field(0.1, gt=0, le=1)
+    step_size: JsonInt = Field(10, gt=0, le=MAX_EPOCHS)
+    gamma: JsonFloat = Field(0.1, gt=0, le=1)
 
 
 class ExponentialSchedule(_ScheduleBase):
     type: Literal["exponential"]
-    gamma: float = Field(0.95, gt=0, le=1)
+    gamma: JsonFloat = Field(0.95, gt=0, le=1)
 
 
 class CosineSchedule(_ScheduleBase):
     type: Literal["cosine"]
-    t_max: int | None = Field(
+    t_max: JsonInt | None = Field(
         None, gt=0, le=MAX_EPOCHS, description="Epochs of one half cosine; default: the rest."
     )
-    eta_min: float = Field(0.0, ge=0)
+    eta_min: JsonFloat = Field(0.0, ge=0)
 
 
 ScheduleSpec = Annotated[
@@ -306,9 +331,9 @@ class EarlyStopping(_Strict):
 
     monitor: Monitor = "val_loss"
     mode: Literal["auto", "min", "max"] = "auto"
-    patience: int = Field(10, ge=1, le=MAX_EPOCHS)
-    min_delta: float = Field(0.0, ge=0)
-    restore_best: bool = True
+    patience: JsonInt = Field(10, ge=1, le=MAX_EPOCHS)
+    min_delta: JsonFloat = Field(0.0, ge=0)
+    restore_best: JsonBool = True
 
     @field_validator("monitor")
     @classmethod
@@ -329,17 +354,17 @@ class EarlyStopping(_Strict):
 
 
 class Training(_Strict):
-    epochs: int = Field(10, ge=1, le=MAX_EPOCHS)
-    batch_size: int = Field(32, ge=1, le=1_000_000)
-    shuffle: bool = True
-    seed: int = Field(0, ge=0, le=2**63 - 1)
-    validation_split: float = Field(0.0, ge=0, lt=1)
-    stratify: bool = Field(
+    epochs: JsonInt = Field(10, ge=1, le=MAX_EPOCHS)
+    batch_size: JsonInt = Field(32, ge=1, le=1_000_000)
+    shuffle: JsonBool = True
+    seed: JsonInt = Field(0, ge=0, le=2**63 - 1)
+    validation_split: JsonFloat = Field(0.0, ge=0, lt=1)
+    stratify: JsonBool = Field(
         True, description="Keep class proportions in the validation split (classification)."
     )
     early_stopping: EarlyStopping | None = None
     dtype: DType = "float32"
-    max_seconds: float | None = Field(
+    max_seconds: JsonFloat | None = Field(
         None, gt=0, description="Stop with stop_reason time_limit after this much training time."
     )
 
@@ -355,7 +380,7 @@ class Training(_Strict):
 
 
 class Preprocessing(_Strict):
-    standardize: bool = Field(
+    standardize: JsonBool = Field(
         False, description="Scale features to zero mean and unit variance (training split only)."
     )
     impute: Literal["none", "mean", "median"] = Field(

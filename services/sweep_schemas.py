@@ -26,7 +26,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from core.spec import JobSpec
+from core.spec import JobSpec, JsonFloat, JsonInt
 from services.schemas import JobStatus, StopReason
 
 __all__ = [
@@ -86,8 +86,8 @@ class UniformParameter(_Strict):
     """A float drawn uniformly from [min, max], or with log_uniform, uniformly in log space."""
 
     distribution: Literal["uniform", "log_uniform"]
-    min: float
-    max: float
+    min: JsonFloat
+    max: JsonFloat
 
     @model_validator(mode="after")
     def _check_range(self) -> UniformParameter:
@@ -102,8 +102,8 @@ class IntUniformParameter(_Strict):
     """An integer drawn uniformly from min to max, both included."""
 
     distribution: Literal["int_uniform"]
-    min: int
-    max: int
+    min: JsonInt
+    max: JsonInt
 
     @model_validator(mode="after")
     def _check_range(self) -> IntUniformParameter:
@@ -180,8 +180,8 @@ class MedianRule(_Strict):
     """
 
     rule: Literal["median"]
-    grace_epochs: int = Field(5, ge=0, le=100_000, description="Epochs never judged.")
-    min_trials: int = Field(3, ge=1, le=1000, description="Other trials needed at epoch t.")
+    grace_epochs: JsonInt = Field(5, ge=0, le=100_000, description="Epochs never judged.")
+    min_trials: JsonInt = Field(3, ge=1, le=1000, description="Other trials needed at epoch t.")
 
 
 class AshaRule(_Strict):
@@ -195,9 +195,9 @@ class AshaRule(_Strict):
     """
 
     rule: Literal["asha"]
-    grace_epochs: int = Field(1, ge=1, le=100_000, description="The first rung, in epochs.")
-    reduction_factor: int = Field(3, ge=2, le=100)
-    min_trials: int = Field(2, ge=1, le=1000, description="Other trials needed at a rung.")
+    grace_epochs: JsonInt = Field(1, ge=1, le=100_000, description="The first rung, in epochs.")
+    reduction_factor: JsonInt = Field(3, ge=2, le=100)
+    min_trials: JsonInt = Field(2, ge=1, le=1000, description="Other trials needed at a rung.")
 
 
 EarlyStoppingRule = Annotated[MedianRule | AshaRule, Field(discriminator="rule")]
@@ -227,10 +227,10 @@ class SweepCreate(_Strict):
         "each with values (grid and random) or a distribution (random only): uniform, "
         "log_uniform or int_uniform with min and max.",
     )
-    n_trials: int | None = Field(
+    n_trials: JsonInt | None = Field(
         None, ge=1, le=MAX_TRIALS_LIMIT, description="random only: how many trials to draw."
     )
-    seed: int | None = Field(
+    seed: JsonInt | None = Field(
         None,
         ge=0,
         le=2**63 - 1,
@@ -238,7 +238,7 @@ class SweepCreate(_Strict):
         "and returned with the sweep.",
     )
     objective: Objective = Objective(metric="val_loss")
-    max_parallel: int = Field(4, ge=1, le=1000, description="Most trials queued or running.")
+    max_parallel: JsonInt = Field(4, ge=1, le=1000, description="Most trials queued or running.")
     early_stopping: EarlyStoppingRule | None = None
 
     _raw_base: dict[str, Any] = PrivateAttr(default_factory=dict)

@@ -147,14 +147,22 @@ async def _domain_error(request: Request, error: Exception) -> JSONResponse:
 async def _validation_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, RequestValidationError)
     located = [locate_validation_error(item, error.body) for item in error.errors()]
+    body_schema = _body_schema_name(request)
     errors = [
-        ProblemError(loc=entry.loc, msg=describe_validation_error(entry.item))
+        ProblemError(loc=entry.loc, msg=describe_validation_error(entry.item, body_schema))
         for entry in merge_union_errors(located)
     ]
     sentences = [entry.msg for entry in errors[:MAX_ERRORS_IN_DETAIL]]
     if len(errors) > MAX_ERRORS_IN_DETAIL:
         sentences.append(f"and {len(errors) - MAX_ERRORS_IN_DETAIL} more errors")
     return problem_response(request, 422, "; ".join(sentences), errors=errors)
+
+
+def _body_schema_name(request: Request) -> str | None:
+    """Return the name of the matched route's JSON body schema, as /openapi.json lists it."""
+    body_field = getattr(request.scope.get("route"), "body_field", None)
+    annotation = getattr(getattr(body_field, "field_info", None), "annotation", None)
+    return annotation.__name__ if isinstance(annotation, type) else None
 
 
 async def _http_error(request: Request, error: Exception) -> JSONResponse:
@@ -289,8 +297,11 @@ def _merge_rejections(group: list[LocatedError]) -> LocatedError:
     return LocatedError({**first.item, "msg": joined}, first.members)
 
 
-def describe_validation_error(item: dict[str, Any]) -> str:
+def describe_validation_error(item: dict[str, Any], body_schema: str | None = None) -> str:
     """Turn one pydantic error into a sentence naming the field, the rule and the value.
+
+    ``body_schema`` names the schema of the route's JSON body, for the error of a
+    missing body.
 
     >>> describe_validation_error(
     ...     {"loc": ("body", "model", "layers", 0, "units"), "type": "less_than_equal",
@@ -303,7 +314,9 @@ def describe_validation_error(item: dict[str, Any]) -> str:
     kind = item.get("type", "")
     ctx = item.get("ctx") or {}
     if kind == "missing":
-        return f"{field}: field required"
+        if list(loc) == ["body"]:
+            return _describe_missing_body(body_schema)
+        return f"{field}: missing; this field is required"
     if kind == "extra_forbidden":
         return f"{field}: unknown field; remove it or correct its spelling"
     if kind == "json_invalid":
@@ -317,8 +330,8 @@ def describe_validation_error(item: dict[str, Any]) -> str:
         key = DISCRIMINATOR_KEY.match(str(ctx.get("discriminator", "")))
         if key and loc and loc[-1] == key.group(1):
             parent = format_location(loc[:-1])
-            return f"{field}: field required; it selects which kind of {parent} this is"
-        return f"{field}: field required; it selects which kind of {field} this is"
+            return f"{field}: missing; it selects which kind of {parent} this is"
+        return f"{field}: missing; it selects which kind of {field} this is"
     if kind == "union_tag_invalid":
         return _describe_unknown_tag(item, field, ctx)
     if kind in ("too_short", "too_long") and "actual_length" in ctx:
@@ -334,6 +347,14 @@ def describe_validation_error(item: dict[str, Any]) -> str:
     if ", got " in message:
         return f"{field}: {message} ({_short_repr(item['input'])})"
     return f"{field}: {message}, got {_short_repr(item['input'])}"
+
+
+def _describe_missing_body(body_schema: str | None) -> str:
+    expected = f"a JSON object of the {body_schema} schema" if body_schema else "a JSON object"
+    return (
+        f"the request body is missing; send {expected} (see /openapi.json) with "
+        "'Content-Type: application/json'"
+    )
 
 
 def _describe_unknown_tag(item: dict[str, Any], field: str, ctx: Mapping[str, Any]) -> str:

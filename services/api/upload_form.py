@@ -109,7 +109,7 @@ def _upload_from_form(form: FormData, max_file_bytes: int) -> Upload:
     file = form.get("file")
     if file is None:
         raise InvalidInput(
-            "file: field required; send the data as a multipart file part named 'file'",
+            "file: missing; send the data as a multipart file part named 'file'",
             loc=("body", "file"),
         )
     if not isinstance(file, UploadFile):

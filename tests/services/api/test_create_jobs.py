@@ -142,8 +142,8 @@ BAD_SPECS: list[tuple[str, dict[str, Any], str, str]] = [
     ("negative units", _with("model.layers.0.units", -3), "units", "-3"),
     ("absurd units", _with("model.layers.0.units", 10**9), "units", "1000000000"),
     ("fractional units", _with("model.layers.0.units", 2.5), "units", "2.5"),
-    ("missing model", _with("model", _DELETE), "model", "field required"),
-    ("missing dataset", _with("dataset", _DELETE), "dataset", "field required"),
+    ("missing model", _with("model", _DELETE), "model", "model: missing; this field is required"),
+    ("missing dataset", _with("dataset", _DELETE), "dataset", "dataset: missing"),
     ("lr NaN as text", _with("optimizer.lr", "NaN"), "lr", "NaN"),
     ("lr zero", _with("optimizer.lr", 0), "lr", "greater than 0"),
     ("unknown optimizer", _with("optimizer", "adamax"), "optimizer", "adamax"),
@@ -322,7 +322,7 @@ def test_validation_messages_hide_pydantic_internals(client: TestClient) -> None
     )
 
     missing_detail = assert_problem(missing_tag, 422)["detail"]
-    assert missing_detail.startswith("model.layers[0].init.type: field required")
+    assert missing_detail.startswith("model.layers[0].init.type: missing;")
     detail = assert_problem(bad_row, 422)["detail"]
     assert "union[" not in detail
     assert "list[" not in detail

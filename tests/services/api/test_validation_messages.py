@@ -204,7 +204,7 @@ def test_init_without_type_located_at_type(client: TestClient) -> None:
     errors = job_errors(client, model={"layers": [layer]})
 
     assert [error["loc"] for error in errors] == [["body", "model", "layers", 0, "init", "type"]]
-    assert errors[0]["msg"].startswith("model.layers[0].init.type: field required")
+    assert errors[0]["msg"].startswith("model.layers[0].init.type: missing; it selects which kind")
 
 
 # Layer count --------------------------------------------------------------------------
@@ -256,7 +256,7 @@ def test_loss_without_type_still_requires_type(client: TestClient) -> None:
     errors = job_errors(client, loss={"reduction": "sum"})
 
     assert [error["loc"] for error in errors] == [["body", "loss", "type"]]
-    assert errors[0]["msg"] == "loss.type: field required"
+    assert errors[0]["msg"] == "loss.type: missing; this field is required"
 
 
 def test_detail_joins_each_error_once(client: TestClient) -> None:
@@ -268,3 +268,88 @@ def test_detail_joins_each_error_once(client: TestClient) -> None:
     problem = assert_problem(response, 422)
     assert problem["detail"] == "; ".join(error["msg"] for error in problem["errors"])
     assert len(problem["errors"]) == 2
+
+
+# JSON types ---------------------------------------------------------------------------
+
+
+WRONG_TYPES = [
+    ("training", {"epochs": True}, "training.epochs: Input should be a valid integer, got True"),
+    ("training", {"seed": "7"}, "training.seed: Input should be a valid integer, got '7'"),
+    (
+        "training",
+        {"shuffle": "yes"},
+        "training.shuffle: Input should be a valid boolean, got 'yes'",
+    ),
+    ("training", {"shuffle": 1}, "training.shuffle: Input should be a valid boolean, got 1"),
+    (
+        "training",
+        {"validation_split": "0.2"},
+        "training.validation_split: Input should be a valid number, got '0.2'",
+    ),
+    ("optimizer", {"lr": False}, "optimizer.lr: Input should be a valid number, got False"),
+]
+
+
+def test_wrong_json_types_rejected(client: TestClient) -> None:
+    """true, false and text are not numbers, and numbers are not booleans."""
+    for part, value, message in WRONG_TYPES:
+        errors = job_errors(client, **{part: value})
+
+        assert [error["msg"] for error in errors] == [message], (part, value)
+
+
+def test_units_true_rejected(client: TestClient) -> None:
+    layers = [{"type": "dense", "units": True}, {"type": "dense", "units": 1}]
+
+    errors = job_errors(client, model={"layers": layers})
+
+    assert [error["msg"] for error in errors] == [
+        "model.layers[0].units: Input should be a valid integer, got True"
+    ]
+
+
+def test_sweep_rule_count_true_rejected(client: TestClient) -> None:
+    errors = sweep_errors(
+        client,
+        {"optimizer.lr": {"values": [0.01, 0.1]}},
+        early_stopping={"rule": "median", "min_trials": True},
+    )
+
+    assert [error["msg"] for error in errors] == [
+        "early_stopping.min_trials: Input should be a valid integer, got True"
+    ]
+
+
+def test_integral_float_and_int_accepted(client: TestClient) -> None:
+    """JSON has one number type: 10.0 is the integer 10, and 1 is the number 1.0."""
+    spec = {**TEA_SPEC, "training": {"epochs": 10.0}, "optimizer": {"type": "sgd", "lr": 1}}
+
+    response = client.post("/v1/jobs", json=spec)
+
+    assert response.status_code == 202, response.text
+    stored = response.json()["spec"]
+    assert stored["training"]["epochs"] == 10
+    assert stored["optimizer"]["lr"] == 1.0
+
+
+# Missing values -----------------------------------------------------------------------
+
+
+def test_empty_body_says_missing_and_schema(client: TestClient) -> None:
+    """An empty body is "missing", with the body's schema and its media type."""
+    for path, schema in (("/v1/jobs", "JobSpec"), ("/v1/sweeps", "SweepCreate")):
+        response = client.post(path, headers={"Content-Type": "application/json"})
+
+        (error,) = assert_problem(response, 422)["errors"]
+        assert error["loc"] == ["body"]
+        assert error["msg"] == (
+            f"the request body is missing; send a JSON object of the {schema} schema "
+            "(see /openapi.json) with 'Content-Type: application/json'"
+        )
+
+
+def test_missing_field_says_missing(client: TestClient) -> None:
+    errors = job_errors(client, model={})
+
+    assert [error["msg"] for error in errors] == ["model.layers: missing; this field is required"]
