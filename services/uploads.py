@@ -8,7 +8,8 @@ stored dataset instead of a copy (the ``(tenant, sha256)`` unique constraint).
 What is rejected at upload (422) and what only when a job is submitted:
 
 - At upload: files that cannot be read as a table (the messages of
-  ``core.tabular``), an unknown file type, an empty file, a target with a missing
+  ``core.tabular``), an unknown file type, an empty file, a CSV or JSON file that
+  is binary (a NUL byte, or no UTF-8 at its start), a target with a missing
   or infinite value, a classification target with a single class, and a text
   target whose every row has its own label (an identifier, not a class).
 - At submit (``catalog.check_dataset_fits``): missing feature values without
@@ -24,6 +25,7 @@ numeric target, and several target columns, are regression. A job spec's ``task`
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import io
 import logging
@@ -75,6 +77,13 @@ _SUFFIX_FORMATS: dict[str, FileFormat] = {
     ".json": "json",
 }
 _READ_CHUNK_BYTES = 1 << 20
+# A binary file is not UTF-8 within its first bytes. An invalid byte further on more
+# likely belongs to text saved in another encoding, and core.tabular names it.
+_UTF8_CHECK_BYTES = 1 << 16
+_ACCEPTED_FILES = (
+    "upload a UTF-8 .csv file with a header row, an .npz file with arrays x and y, or a "
+    '.json file {"x": ..., "y": ...}'
+)
 
 
 @dataclass(frozen=True)
@@ -116,6 +125,7 @@ def create_dataset(settings: Settings, tenant: str, upload: Upload) -> tuple[Dat
         raise TooLarge(_too_large_message(upload.size_bytes, settings.max_upload_bytes))
     if upload.size_bytes == 0:
         raise InvalidInput(f"file {upload.filename!r} is empty (0 bytes)", loc=("body", "file"))
+    _check_text(upload, fmt)
     target_names = _requested_targets(upload, fmt)
     sha256 = _sha256(upload.file)
 
@@ -181,6 +191,46 @@ def _too_large_message(size: int, limit: int) -> str:
         f"the file is {size:,} bytes, above this server's upload limit of {limit:,} bytes "
         f"({limit / 2**20:.1f} MiB); upload a smaller file or raise STEEP_MAX_UPLOAD_BYTES"
     )
+
+
+def _check_text(upload: Upload, fmt: FileFormat) -> None:
+    """Reject a CSV or JSON upload that is not text, before its header is parsed.
+
+    Raises:
+        InvalidInput: the first 64 KiB are not UTF-8, or the file has a NUL byte.
+    """
+    if fmt == "npz":
+        return
+    problem = _utf8_error(upload.file) or _nul_byte(upload.file)
+    upload.file.seek(0)
+    if problem is not None:
+        raise InvalidInput(
+            f"file {upload.filename!r} is not a CSV or JSON text file: {problem}; "
+            f"{_ACCEPTED_FILES}, and save a text file in another encoding as UTF-8",
+            loc=("body", "file"),
+        )
+
+
+def _utf8_error(file: IO[bytes]) -> str | None:
+    file.seek(0)
+    head = file.read(_UTF8_CHECK_BYTES)
+    try:
+        # With final=False, a character cut off at the end of the head is not an error.
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+    except UnicodeDecodeError as error:
+        return f"it is not UTF-8 ({error.reason}, byte {error.start:,} is {head[error.start]:#04x})"
+    return None
+
+
+def _nul_byte(file: IO[bytes]) -> str | None:
+    file.seek(0)
+    offset = 0
+    while chunk := file.read(_READ_CHUNK_BYTES):
+        index = chunk.find(b"\x00")
+        if index >= 0:
+            return f"byte {offset + index:,} is a NUL byte"
+        offset += len(chunk)
+    return None
 
 
 def _requested_targets(upload: Upload, fmt: FileFormat) -> list[str] | None:

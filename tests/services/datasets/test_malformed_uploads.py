@@ -45,6 +45,10 @@ def _npz(case_id: str, content: bytes, *words: str, **data: str) -> Case:
 WIDE_HEADER = ",".join(f"c{i}" for i in range(10_001)) + "\n" + ",".join(["1"] * 10_001) + "\n"
 MANY_CATEGORIES = "id,y\n" + "".join(f"user{i},{i % 2}\n" for i in range(1_001))
 XOR_X = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
+RANDOM_BYTES = np.random.default_rng(0).bytes(2048)
+PNG_BYTES = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + np.random.default_rng(1).bytes(200)
+NOT_TEXT = "is not a CSV or JSON text file"
+ACCEPTED = ".npz file with arrays x and y"
 
 CASES = [
     _csv("ragged-rows", "a,b,y\n1,2,0\n3,4\n", 422, "line 3 has 2 values", "header has 3"),
@@ -110,7 +114,18 @@ CASES = [
     _json("json-boolean-feature", {"x": [[True], [False]], "y": [1, 0]}, "x[0][0] is True"),
     _json("json-null-target", {"x": [[1], [2]], "y": [1, None]}, "y[1] is null"),
     Case("unknown-type", {"file": ("sheet.xlsx", b"PK\x03\x04")}, 422, ("unknown type '.xlsx'",)),
-    Case("missing-file", {"name": (None, "no file")}, 422, ("file: field required",)),
+    _csv("random-bytes", RANDOM_BYTES, 422, NOT_TEXT, ACCEPTED),
+    _csv("png-as-csv", PNG_BYTES, 422, NOT_TEXT, "not UTF-8 (invalid start byte, byte 0 is 0x89)"),
+    Case("png-without-suffix", {"file": ("picture", PNG_BYTES)}, 422, (NOT_TEXT, ACCEPTED)),
+    _csv("nul-byte", b"a,b\x00,y\n1,2,3\n4,5,6\n", 422, NOT_TEXT, "byte 3 is a NUL byte"),
+    _csv("nul-lines", bytes(100) + b"\n" + bytes(100) + b"\n", 422, NOT_TEXT, "byte 0 is a NUL"),
+    Case(
+        "json-utf16",
+        {"file": ("data.json", '{"x": [[1]], "y": [1]}'.encode("utf-16"))},
+        422,
+        (NOT_TEXT, "save a text file in another encoding as UTF-8"),
+    ),
+    Case("missing-file", {"name": (None, "no file")}, 422, ("file: missing;",)),
     Case(
         "file-as-text-field",
         {"file": (None, "a,y\n1,0\n")},
