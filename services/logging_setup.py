@@ -128,3 +128,5 @@ def configure_logging(settings: Settings) -> None:
         root.removeHandler(existing)
     root.addHandler(handler)
     root.setLevel(level)
+    # Warnings (Celery's SecurityWarning, say) become log records in the same format.
+    logging.captureWarnings(True)

@@ -40,10 +40,13 @@ def worker_command(
     through the database and the SQLite broker has no broadcast exchange.
     """
     processes = concurrency or settings.worker_concurrency
+    # Celery prints its banner with print(), so a worker with JSON logs starts without it.
+    quiet = ["--quiet"] if settings.log_json else []
     return [
         sys.executable,
         "-m",
         "services.worker",
+        *quiet,
         "worker",
         f"--concurrency={processes}",
         f"--pool={pool or ('solo' if processes == 1 else 'prefork')}",

@@ -300,16 +300,16 @@ def _end(
         return LOST
     if not written:
         return _report_lost(claim)
-    message = details.get("stop_message") or details.get("error_message") or ""
+    message = details.get("stop_message") or details.get("error_message")
     logger.log(
         logging.WARNING if status == "failed" else logging.INFO,
-        "job %s %s, %s (attempt %d, worker %s) %s",
+        "job %s %s, %s (attempt %d, worker %s)%s",
         claim.job_id,
         status,
         stop_reason,
         claim.attempt,
         claim.worker_id,
-        message,
+        f": {message}" if message else "",
     )
     return status
 

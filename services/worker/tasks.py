@@ -91,7 +91,11 @@ def _on_setup_logging(**_: Any) -> None:
 
 
 def _start_presence(nodename: str) -> None:
+    """Start this process's presence once. Celery 5.7's solo pool sends both
+    worker_init and worker_process_init to the same process."""
     global _presence
+    if _presence is not None and _presence.identity.pid == os.getpid():
+        return
     settings = get_settings()
     _presence = WorkerPresence(
         worker_identity(nodename), database_url=settings.resolved_database_url

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from services.store.workers import WorkerIdentity
 from services.worker.enqueue import enqueue_job
 from services.worker.process import worker_command
 from tests.services.conftest import Configure
+from tests.services.durability.checks import digits_spec_lasting
 from tests.services.operations.helpers import operator_client, read_metrics, value
 from tests.services.worker.helpers import TEA_SPEC, create_job, read_job, wait_for
 
@@ -71,6 +73,10 @@ def test_worker_process_presence_and_job_logs(configure: Configure, tmp_path: Pa
     assert value(started, "steep_workers_alive") == 1
     assert value(stopped, "steep_workers_alive") == 0
     assert _alive_rows(settings) == []
+    text = log_path.read_text(errors="replace")
+    plain = [line for line in text.splitlines() if line.strip() and not line.startswith("{")]
+    # Celery prints this one line itself, with no way to turn it off.
+    assert plain == ["worker: Warm shutdown (MainProcess)"], text
     job_lines = [entry for entry in _json_lines(log_path) if job_id in entry["message"]]
     assert len(job_lines) >= 2, log_path.read_text(errors="replace")
     for entry in job_lines:
@@ -128,3 +134,33 @@ def test_prune_keeps_counter_totals(settings: Settings) -> None:
     assert totals[counters.EPOCHS_TRAINED] == 10
     assert len(counter_rows) == 2
     assert counters.EPOCHS_TRAINED in counter_rows
+
+
+def test_worker_row_shows_running_job(configure: Configure, tmp_path: Path) -> None:
+    """While a solo worker trains a job, its row names the job at every refresh, because
+    the process reports itself from one presence thread only."""
+    settings = configure()
+    log_path = tmp_path / "worker.log"
+    refresh_seconds = workers.HEARTBEAT_SECONDS
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            worker_command(settings, concurrency=1), stdout=log, stderr=subprocess.STDOUT
+        )
+        try:
+            wait_for(lambda: len(_alive_rows(settings)) == 1, timeout=60)
+            job_id = create_job(settings, digits_spec_lasting(3 * refresh_seconds))
+            assert enqueue_job(job_id)
+            wait_for(lambda: read_job(settings, job_id).status == "running", timeout=60)
+            seen = []
+            deadline = time.monotonic() + refresh_seconds + 2
+            while time.monotonic() < deadline and read_job(settings, job_id).status == "running":
+                seen.append(_alive_rows(settings)[0].job_id)
+                time.sleep(0.25)
+        finally:
+            process.kill()
+            process.wait(10)
+
+    assert len(seen) >= 4 * refresh_seconds
+    # The row is written when the job starts, which may fall just after the first read.
+    assert set(seen[1:]) == {job_id}
+    assert log_path.read_text(errors="replace").count("reports itself every") == 1

@@ -6,6 +6,7 @@ import threading
 from typing import Any
 
 import numpy as np
+import pytest
 
 import core
 from core.paramfile import load_model
@@ -88,6 +89,24 @@ def test_tea_job_records_exact_values(settings: Settings) -> None:
     transitions = read_transitions(settings, job_id)
     assert [t.status for t in transitions] == ["queued", "running", "succeeded"]
     assert transitions[1].worker_id == WORKER
+
+
+def test_end_log_message_has_no_trailing_space(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The final-status line ends at its closing bracket, or with ": " and the message."""
+    succeeded = create_job(settings, TEA_SPEC)
+    failed = create_job(settings, {**TEA_SPEC, "dataset": "builtin:nope"})
+
+    with caplog.at_level("INFO", logger="services.worker.runner"):
+        run_job(succeeded, worker_id=WORKER, settings=settings)
+        run_job(failed, worker_id=WORKER, settings=settings)
+
+    ends = [message for message in caplog.messages if "(attempt 1, worker" in message]
+    assert f"job {succeeded} succeeded, completed (attempt 1, worker {WORKER})" in ends
+    (failure,) = [message for message in ends if message.startswith(f"job {failed} failed")]
+    assert failure.startswith(f"job {failed} failed, error (attempt 1, worker {WORKER}): ")
+    assert all(message == message.rstrip() for message in ends)
 
 
 def test_digits_job_history_complete(settings: Settings) -> None:
