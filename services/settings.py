@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -78,8 +79,8 @@ class Settings(BaseSettings):
     require_keys: bool = Field(
         False,
         description="Require an API key on every request. Keys are required anyway unless "
-        "the API listens on loopback in embedded mode, where requests without a key belong "
-        "to the tenant 'local'.",
+        "the API listens on loopback in embedded mode and no public_url names another "
+        "host; there requests without a key belong to the tenant 'local'.",
     )
     key_cache_seconds: float = Field(
         2.0,
@@ -157,12 +158,30 @@ class Settings(BaseSettings):
 
     @property
     def keys_required(self) -> bool:
-        """Whether a request without an API key is refused (see ``require_keys``)."""
-        return self.require_keys or not (self.is_embedded and is_loopback(self.host))
+        """Whether a request without an API key is refused (see ``require_keys``).
+
+        A ``public_url`` with another host means a proxy on this machine forwards
+        other users' requests to the loopback address, so keys are required then too.
+        """
+        public_host = urlsplit(self.public_url).hostname if self.public_url else None
+        local_only = is_loopback(self.host) and (public_host is None or is_loopback(public_host))
+        return self.require_keys or not (self.is_embedded and local_only)
 
     @property
     def base_url(self) -> str:
-        return self.public_url or f"http://{self.host}:{self.port}"
+        """The URL clients use: ``public_url``, or the address the API listens on."""
+        return self.public_url or self.listen_url
+
+    @property
+    def listen_url(self) -> str:
+        """The URL of the address the API listens on, as reached from this machine.
+
+        A wildcard host (``0.0.0.0``, ``::``) is reached at the loopback address.
+        """
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1", "[::]": "::1"}.get(self.host, self.host)
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
 
 
 def is_loopback(host: str) -> bool:

@@ -68,7 +68,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 def _log_auth_mode(settings: Settings) -> None:
     if settings.keys_required:
-        logger.info("API keys are required on every /v1 request (steep keys create)")
+        logger.info(
+            "API keys are required on every /v1 and /metrics request (steep keys create), "
+            "and /metrics takes only operator keys (steep keys create --operator)"
+        )
     else:
         logger.info(
             "no API key needed: embedded mode on loopback (%s), requests without a key "

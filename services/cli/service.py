@@ -11,6 +11,7 @@ service process fails.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -40,6 +41,7 @@ app = typer.Typer()
 db_app = typer.Typer(help="Manage steep's database.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
+logger = logging.getLogger(__name__)
 console = Console(soft_wrap=True)
 stderr_console = Console(stderr=True, soft_wrap=True)
 
@@ -188,17 +190,17 @@ def serve(
     resolved_dir = (data_dir or get_settings().data_dir).resolve()
     settings = _settings_with(host=host, port=port, data_dir=resolved_dir)
     pid_path = settings.data_dir / PID_FILE
+    stop_command = "steep serve --stop" + (f" --data-dir {resolved_dir}" if data_dir else "")
     if stop:
         raise typer.Exit(_stop_detached(pid_path))
     running = _live_pid(pid_path)
     if running is not None:
         stderr_console.print(
-            f"steep serve is already running (pid {running}); "
-            "stop it with `steep serve --stop` first"
+            f"steep serve is already running (pid {running}); stop it with `{stop_command}` first"
         )
         raise typer.Exit(1)
     if detach:
-        raise typer.Exit(_start_detached(settings))
+        raise typer.Exit(_start_detached(settings, stop_command))
     raise typer.Exit(_serve(settings, pid_path))
 
 
@@ -249,7 +251,16 @@ class _ServiceGroup:
         self._stop_worker()
         if self.reaper_thread.is_alive():
             self.reaper_thread.join(10)
-        console.print("steep stopped")
+        self._say("steep stopped")
+
+    def _say(self, message: str, *, error: bool = False) -> None:
+        """Print ``message`` for a person, or log it when the logs are JSON lines."""
+        if self.settings.log_json:
+            logger.log(logging.ERROR if error else logging.INFO, message)
+        elif error:
+            stderr_console.print(message)
+        else:
+            console.print(message)
 
     def run(self) -> int:
         """Start everything, wait for a stop signal or a failure, and return the exit code."""
@@ -260,11 +271,11 @@ class _ServiceGroup:
         if not self._wait_for_api():
             if self.stop_event.is_set():
                 return 0
-            stderr_console.print(f"the API did not start on {url}; see the log above")
+            self._say(f"the API did not start on {url}; see the log above", error=True)
             return 1
-        console.print(f"steep is running at {url} (API docs at {url}/docs)")
-        console.print(_auth_mode(self.settings))
-        console.print("press Ctrl-C to stop")
+        self._say(f"steep is running at {url} (API docs at {url}/docs)")
+        self._say(_auth_mode(self.settings))
+        self._say("press Ctrl-C to stop")
         return self._wait_for_stop()
 
     def _wait_for_api(self) -> bool:
@@ -282,12 +293,12 @@ class _ServiceGroup:
             assert self.worker is not None
             exit_code = self.worker.poll()
             if exit_code is not None:
-                stderr_console.print(f"the worker exited with code {exit_code}; stopping steep")
+                self._say(f"the worker exited with code {exit_code}; stopping steep", error=True)
                 return 1
             if not self.api_thread.is_alive():
-                stderr_console.print("the API stopped; stopping steep")
+                self._say("the API stopped; stopping steep", error=True)
                 return 1
-        console.print("stopping steep: the running job, if any, goes back to the queue")
+        self._say("stopping steep: the running job, if any, goes back to the queue")
         return 0
 
     def _stop_worker(self) -> None:
@@ -300,7 +311,9 @@ class _ServiceGroup:
         try:
             self.worker.wait(stop_seconds)
         except subprocess.TimeoutExpired:
-            stderr_console.print(f"the worker did not stop within {stop_seconds:.0f} s; killing it")
+            self._say(
+                f"the worker did not stop within {stop_seconds:.0f} s; killing it", error=True
+            )
             self.worker.kill()
             self.worker.wait()
 
@@ -318,8 +331,12 @@ def _start_worker(settings: Settings) -> subprocess.Popen[bytes]:
 # steep serve --detach and --stop ----------------------------------------------------------
 
 
-def _start_detached(settings: Settings) -> int:
-    """Start ``steep serve`` in the background with its output in a log file; wait until ready."""
+def _start_detached(settings: Settings, stop_command: str) -> int:
+    """Start ``steep serve`` in the background with its output in a log file; wait until ready.
+
+    Readiness is checked at the address the API listens on, not at ``public_url``,
+    which may name a proxy that is not set up yet.
+    """
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     log_path = settings.data_dir / LOG_FILE
     command = [
@@ -336,7 +353,7 @@ def _start_detached(settings: Settings) -> int:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    if not _wait_until_healthy(settings.base_url, process):
+    if not _wait_until_healthy(settings.listen_url, process):
         stderr_console.print(f"steep serve did not become ready; its log is {log_path}")
         if process.poll() is None:
             process.terminate()
@@ -344,7 +361,7 @@ def _start_detached(settings: Settings) -> int:
     url = settings.base_url
     console.print(f"steep is running at {url} (API docs at {url}/docs), pid {process.pid}")
     console.print(_auth_mode(settings))
-    console.print(f"log: {log_path}; stop it with `steep serve --stop`")
+    console.print(f"log: {log_path}; stop it with `{stop_command}`")
     return 0
 
 
@@ -355,13 +372,13 @@ def _auth_mode(settings: Settings) -> str:
     return f"API keys required: create one with `steep keys create --tenant NAME{where}`"
 
 
-def _wait_until_healthy(base_url: str, process: subprocess.Popen[bytes]) -> bool:
+def _wait_until_healthy(listen_url: str, process: subprocess.Popen[bytes]) -> bool:
     deadline = time.monotonic() + API_START_SECONDS + 30.0
     while time.monotonic() < deadline:
         if process.poll() is not None:
             return False
         try:
-            if httpx.get(f"{base_url}/healthz", timeout=1.0).status_code == 200:
+            if httpx.get(f"{listen_url}/healthz", timeout=1.0).status_code == 200:
                 return True
         except httpx.HTTPError:
             pass

@@ -82,6 +82,26 @@ def test_embedded_public_address_needs_key(configure: Configure) -> None:
 
 
 @EMBEDDED_ONLY
+@pytest.mark.parametrize(
+    ("public_url", "required"),
+    [
+        ("https://steep.example.org", True),
+        ("http://203.0.113.7:8000", True),
+        ("http://localhost:9000", False),
+        ("http://127.0.0.1:9000", False),
+        ("http://[::1]:9000", False),
+    ],
+)
+def test_public_url_elsewhere_needs_key(
+    configure: Configure, public_url: str, required: bool
+) -> None:
+    """A public URL with another host means a proxy forwards other users' requests."""
+    settings = configure(public_url=public_url)
+
+    assert settings.keys_required is required
+
+
+@EMBEDDED_ONLY
 def test_keyless_loopback_is_local_tenant(settings: Settings) -> None:
     """Keyless requests on loopback see the work of the tenant 'local' and no one else's."""
     app = create_app(settings)

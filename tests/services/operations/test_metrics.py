@@ -157,3 +157,18 @@ def test_metrics_needs_operator_key(configure: Configure) -> None:
     assert_problem(missing, 401)
     assert_problem(tenant, 403)
     assert allowed.status_code == 200
+
+
+def test_startup_log_names_metrics_key(
+    configure: Configure, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Where keys are required, the startup log names /metrics and its operator key too."""
+    settings = configure(require_keys=True)
+
+    with caplog.at_level("INFO", logger="services.api.app"):
+        create_app(settings)
+
+    assert (
+        "API keys are required on every /v1 and /metrics request (steep keys create), "
+        "and /metrics takes only operator keys (steep keys create --operator)"
+    ) in caplog.messages

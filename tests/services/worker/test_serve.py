@@ -84,15 +84,21 @@ def test_serve_trains_job_and_stops_on_sigint(tmp_path: Path) -> None:
 
 
 def test_serve_detach_and_stop(tmp_path: Path) -> None:
-    """steep serve --detach returns once the service is up; --stop ends it."""
+    """steep serve --detach returns once the service is up; --stop ends it.
+
+    The public URL names a host behind a proxy that does not exist (the .invalid
+    domain never resolves), so readiness must be checked where the API listens, and
+    the proxy's outside users make keys required.
+    """
     port = _free_port()
     base_url = f"http://127.0.0.1:{port}"
     data_dir = tmp_path / "data"
     options = ["--port", str(port), "--data-dir", str(data_dir)]
+    behind_proxy = {**_environment(), "STEEP_PUBLIC_URL": "https://steep.invalid"}
 
     started = subprocess.run(
         [*STEEP, "serve", "--detach", *options],
-        env=_environment(),
+        env=behind_proxy,
         capture_output=True,
         text=True,
         timeout=120,
@@ -101,6 +107,7 @@ def test_serve_detach_and_stop(tmp_path: Path) -> None:
     try:
         assert started.returncode == 0, started.stdout + started.stderr
         assert _healthy(base_url)
+        assert httpx.get(f"{base_url}/v1/jobs", timeout=5.0).status_code == 401
         again = subprocess.run(
             [*STEEP, "serve", *options], env=_environment(), capture_output=True, text=True
         )
@@ -115,8 +122,11 @@ def test_serve_detach_and_stop(tmp_path: Path) -> None:
         if pid is not None and _pid_alive(pid):
             os.kill(pid, signal.SIGKILL)
 
+    assert "API keys required" in started.stdout
+    assert f"stop it with `steep serve --stop --data-dir {data_dir}`" in started.stdout
     assert again.returncode == 1
     assert "already running" in again.stderr
+    assert f"`steep serve --stop --data-dir {data_dir}`" in again.stderr
     assert stopped.returncode == 0, stopped.stdout + stopped.stderr
     assert pid is not None and not _pid_alive(pid)
     deadline = time.monotonic() + 5
