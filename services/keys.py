@@ -27,6 +27,7 @@ __all__ = [
     "CreatedKey",
     "KeyInfo",
     "Principal",
+    "RevokedKey",
     "authenticate",
     "create_key",
     "hash_secret",
@@ -68,6 +69,14 @@ class CreatedKey:
 
     info: KeyInfo
     secret: str
+
+
+@dataclass(frozen=True)
+class RevokedKey:
+    """A key after ``revoke_key``, and whether that call revoked it or found it revoked."""
+
+    info: KeyInfo
+    already_revoked: bool
 
 
 def hash_secret(secret: str) -> str:
@@ -113,18 +122,21 @@ def list_keys(
         return [_info(row) for row in rows]
 
 
-def revoke_key(settings: Settings, key_id: str) -> KeyInfo:
-    """Revoke a key: requests with it get 401 from then on.
+def revoke_key(settings: Settings, key_id: str) -> RevokedKey:
+    """Revoke a key, or find it already revoked.
+
+    An API process reuses a key it found valid for ``key_cache_seconds``, so requests
+    with the key get 401 within that time, not at once.
 
     Raises:
         NotFound: no key has that id.
     """
     with session_scope(settings.resolved_database_url) as session:
-        key_store.revoke_key(session, key_id)
+        revoked_now = key_store.revoke_key(session, key_id)
         row = key_store.get_key(session, key_id)
         if row is None:
             raise NotFound(f"no API key has the id {key_id!r}; `steep keys ls` lists them")
-        return _info(row)
+        return RevokedKey(info=_info(row), already_revoked=not revoked_now)
 
 
 def authenticate(settings: Settings, secret: str) -> Principal | None:

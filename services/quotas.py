@@ -56,7 +56,7 @@ def check_job_quota(session: Session, settings: Settings, tenant: str) -> None:
     hint = f" (the next running job should end in about {retry_after} s)" if retry_after else ""
     if active.running >= settings.max_running_jobs_per_tenant:
         raise QuotaExceeded(
-            f"tenant {tenant!r} has {active.running} jobs running, and this server allows "
+            f"tenant {tenant!r} has {_count_jobs(active.running)} running, and this server allows "
             f"{settings.max_running_jobs_per_tenant} per tenant "
             f"(STEEP_MAX_RUNNING_JOBS_PER_TENANT); submit again when one has ended{hint}, "
             "or cancel one with POST /v1/jobs/{id}/cancel",
@@ -64,7 +64,7 @@ def check_job_quota(session: Session, settings: Settings, tenant: str) -> None:
         )
     if active.queued >= settings.max_queued_jobs_per_tenant:
         raise QuotaExceeded(
-            f"tenant {tenant!r} has {active.queued} jobs queued, and this server allows "
+            f"tenant {tenant!r} has {_count_jobs(active.queued)} queued, and this server allows "
             f"{settings.max_queued_jobs_per_tenant} per tenant "
             f"(STEEP_MAX_QUEUED_JOBS_PER_TENANT); submit again when some have started{hint}, "
             "or cancel queued ones with POST /v1/jobs/{id}/cancel",
@@ -83,6 +83,10 @@ def free_job_slots(session: Session, settings: Settings, tenant: str) -> int:
     if active.running >= settings.max_running_jobs_per_tenant:
         return 0
     return max(settings.max_queued_jobs_per_tenant - active.queued, 0)
+
+
+def _count_jobs(count: int) -> str:
+    return f"{count} job" if count == 1 else f"{count} jobs"
 
 
 def _retry_after(active: job_store.ActiveJobs) -> int | None:

@@ -45,8 +45,10 @@ def upload(
 ) -> None:
     """Upload a data file and print the dataset's id, task and columns.
 
-    Exit codes: 0 uploaded (or already uploaded), 2 the file was rejected or cannot be
-    read, 3 the service could not be reached.
+    Exit codes:
+    0 uploaded, or already uploaded
+    2 the file was rejected or cannot be read, or no valid API key was sent
+    3 the service could not be reached
     """
     if not path.is_file():
         fail(f"Cannot read {path}: no such file", EXIT_BAD_INPUT)
@@ -64,7 +66,10 @@ def upload(
 def list_datasets(url: UrlOption = None, as_json: JsonOption = False) -> None:
     """List the built-in datasets and your uploads.
 
-    Exit codes: 0 listed, 3 the service could not be reached.
+    Exit codes:
+    0 listed
+    2 no valid API key was sent
+    3 the service could not be reached
     """
     items: list[dict[str, Any]] = []
     with connect(url) as client:

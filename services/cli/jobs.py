@@ -2,8 +2,9 @@
 
 ``steep jobs`` alone lists jobs; its subcommands act on one job. Exit codes: 0 ok,
 1 the job failed or was cancelled (``watch``), or its state does not allow the
-request (409), 2 bad input (another 4xx response or an unreadable file), 3 the
-service cannot be reached, 4 the job does not exist.
+request (409), 2 bad input (another 4xx response, such as a 401 for a missing or
+rejected API key, or an unreadable file), 3 the service cannot be reached, 4 the job
+does not exist.
 """
 
 from __future__ import annotations
@@ -34,8 +35,13 @@ from services.client import Client
 app = typer.Typer(
     name="jobs",
     help="List jobs on a running steep service, or act on one job (show, watch, history, "
-    "download, predict, cancel, delete). Exit codes: 0 ok, 1 the job failed or its state "
-    "does not allow the request, 2 bad input, 3 service unreachable, 4 not found.",
+    "download, predict, cancel, delete).\n\n"
+    "Exit codes:\n"
+    "0 ok\n"
+    "1 the job failed or its state does not allow the request (409)\n"
+    "2 bad input, or no valid API key was sent\n"
+    "3 the service could not be reached\n"
+    "4 no such job",
     invoke_without_command=True,
 )
 console = table_console()
@@ -74,7 +80,10 @@ def list_jobs(
 ) -> None:
     """List jobs, newest first by default.
 
-    Exit codes: 0 listed, 2 a filter was rejected, 3 the service could not be reached.
+    Exit codes:
+    0 listed
+    2 a filter was rejected, or no valid API key was sent
+    3 the service could not be reached
     """
     if context.invoked_subcommand is not None:
         return
@@ -115,7 +124,11 @@ def list_jobs(
 def show(job_id: JobIdArgument, url: UrlOption = None, as_json: JsonOption = False) -> None:
     """Show a job: status, progress, latest metrics, best value, error and status changes.
 
-    Exit codes: 0 shown, 3 the service could not be reached, 4 no such job.
+    Exit codes:
+    0 shown
+    2 no valid API key was sent
+    3 the service could not be reached
+    4 no such job
     """
     with connect(url) as client:
         job = client.get(job_id)
@@ -154,8 +167,12 @@ def watch(
 ) -> None:
     """Follow a job with a progress bar and its latest losses until it ends.
 
-    Exit codes: 0 the job succeeded, 1 it failed or was cancelled, 3 the service could
-    not be reached, 4 no such job.
+    Exit codes:
+    0 the job succeeded
+    1 it failed or was cancelled
+    2 no valid API key was sent
+    3 the service could not be reached
+    4 no such job
     """
     with connect(url) as client:
         job = client.wait(job_id, progress=not as_json)
@@ -182,7 +199,11 @@ def history(
 ) -> None:
     """Print a job's per-epoch history: one row per epoch, one column per value.
 
-    Exit codes: 0 printed, 3 the service could not be reached, 4 no such job.
+    Exit codes:
+    0 printed
+    2 no valid API key was sent
+    3 the service could not be reached
+    4 no such job
     """
     with connect(url) as client:
         columns = client.history(job_id, max_points=max_points)
@@ -217,8 +238,12 @@ def download(
 
     `steep predict` and core.paramfile.load_model read the file.
 
-    Exit codes: 0 written, 1 the job has no weights yet (409), 3 the service could not
-    be reached, 4 no such job.
+    Exit codes:
+    0 written
+    1 the job has no weights yet (409)
+    2 no valid API key was sent
+    3 the service could not be reached
+    4 no such job
     """
     path = out or Path(f"{job_id}.{format or 'npz'}")
     with connect(url) as client:
@@ -245,11 +270,15 @@ def predict(
 ) -> None:
     """Predict with a job's trained model on the service.
 
-    CSV columns that are not inputs of the model (the target, an id) are left out, as
-    `steep predict` does; a JSON file is sent as it is.
+    CSV columns that are not inputs of the model (the target, an id) are left
+    out, as `steep predict` does; a JSON file is sent as it is.
 
-    Exit codes: 0 predicted, 1 the job has no trained model (409), 2 the rows were
-    rejected or cannot be read, 3 the service could not be reached, 4 no such job.
+    Exit codes:
+    0 predicted
+    1 the job has no trained model (409)
+    2 the rows were rejected or cannot be read, or no valid API key was sent
+    3 the service could not be reached
+    4 no such job
     """
     rows = _read_rows(data)
     with connect(url) as client:
@@ -310,8 +339,12 @@ def _number_or_text(value: str | None) -> float | str | None:
 def cancel(job_id: JobIdArgument, url: UrlOption = None, as_json: JsonOption = False) -> None:
     """Cancel a queued job, or ask a running one to stop at its next flush.
 
-    Exit codes: 0 cancelled or cancel requested, 1 the job has already finished (409),
-    3 the service could not be reached, 4 no such job.
+    Exit codes:
+    0 cancelled or cancel requested
+    1 the job has already finished (409)
+    2 no valid API key was sent
+    3 the service could not be reached
+    4 no such job
     """
     with connect(url) as client:
         job = client.cancel(job_id)
@@ -327,8 +360,12 @@ def cancel(job_id: JobIdArgument, url: UrlOption = None, as_json: JsonOption = F
 def delete(job_id: JobIdArgument, url: UrlOption = None, as_json: JsonOption = False) -> None:
     """Delete a job that is not running, with its history and weights.
 
-    Exit codes: 0 deleted, 1 the job is running (409), 3 the service could not be
-    reached, 4 no such job.
+    Exit codes:
+    0 deleted
+    1 the job is running (409)
+    2 no valid API key was sent
+    3 the service could not be reached
+    4 no such job
     """
     with connect(url) as client:
         client.delete(job_id)

@@ -43,8 +43,10 @@ def create(
 ) -> None:
     """Create a key for TENANT and print it. It is shown only this once.
 
-    Exit codes: 0 created, 2 the tenant name is not valid, 3 the database could not
-    be read.
+    Exit codes:
+    0 created
+    2 the tenant name is not valid
+    3 the database could not be read
     """
     settings = operator_settings(data_dir)
     try:
@@ -76,7 +78,9 @@ def list_command(
 ) -> None:
     """List API keys, oldest first, by id and first characters; never the keys themselves.
 
-    Exit codes: 0 listed, 3 the database could not be read.
+    Exit codes:
+    0 listed
+    3 the database could not be read
     """
     settings = operator_settings(data_dir)
     with database_errors(settings):
@@ -107,19 +111,33 @@ def revoke(
     key_id: Annotated[str, typer.Argument(help="The key's id, from `steep keys ls`.")],
     data_dir: DataDirOption = None,
 ) -> None:
-    """Revoke a key: every request with it gets 401 from now on.
+    """Revoke a key, so that requests with it get 401.
 
-    Exit codes: 0 revoked (or already revoked), 3 the database could not be read, 4 no
-    key has that id.
+    A revoked key stops working within key_cache_seconds (STEEP_KEY_CACHE_SECONDS,
+    default 2 s), because each API process reuses a key it found valid for that
+    long before it looks the key up again.
+
+    Exit codes:
+    0 revoked, or already revoked
+    3 the database could not be read
+    4 no key has that id
     """
     settings = operator_settings(data_dir)
     try:
         with database_errors(settings):
-            key = revoke_key(settings, key_id)
+            revoked = revoke_key(settings, key_id)
     except NotFound as error:
         error_console.print(f"[red]{error.message}[/red]", highlight=False)
         raise typer.Exit(EXIT_NOT_FOUND) from None
-    console.print(f"key {key.id} of tenant {key.tenant!r} revoked", highlight=False, markup=False)
+    key = revoked.info
+    if revoked.already_revoked and key.revoked_at is not None:
+        message = (
+            f"key {key.id} of tenant {key.tenant!r} was already revoked "
+            f"at {key.revoked_at:%Y-%m-%d %H:%M} UTC"
+        )
+    else:
+        message = f"key {key.id} of tenant {key.tenant!r} revoked"
+    console.print(message, highlight=False, markup=False)
 
 
 def _as_dict(key: KeyInfo) -> dict[str, object]:

@@ -8,7 +8,7 @@ the one place that maps an error response to its code:
 - 1: the job or sweep failed or was cancelled, or the request conflicts with the
   state of the job, sweep or dataset (409), such as cancelling a finished job
 - 2: bad input: the file cannot be read, or the service rejected the request
-  (another 4xx)
+  (another 4xx, including a 401 for a missing or rejected API key)
 - 3: the service cannot be reached, or failed (5xx)
 - 4: the job or sweep does not exist
 """
@@ -89,7 +89,7 @@ def connect(url: str | None) -> Iterator[Client]:
 
 def exit_code_for(error: SteepError) -> int:
     """Return 4 for a 404, 1 for a 409, 3 for an unreachable service or a 5xx, and 2 for
-    another 4xx."""
+    another 4xx, including a 401 for a missing or rejected API key."""
     if isinstance(error, NotFoundError):
         return EXIT_NOT_FOUND
     if isinstance(error, ConflictError):
@@ -157,8 +157,11 @@ def submit(
 ) -> None:
     """Submit a job to a running service; with --wait, follow it and print the final metrics.
 
-    Exit codes: 0 submitted (or, with --wait, succeeded), 1 the job failed or was
-    cancelled, 2 the spec was rejected, 3 the service could not be reached.
+    Exit codes:
+    0 submitted (with --wait: the job succeeded)
+    1 the job failed or was cancelled
+    2 the spec was rejected, or no valid API key was sent
+    3 the service could not be reached
     """
     spec = read_json_object(spec_path, "a job spec")
     with connect(url) as client:

@@ -63,7 +63,10 @@ def status(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
     """Show live workers, queue depth, running jobs and jobs by status, from the database.
 
     Reads the database of the STEEP_* settings directly, so it needs no API key.
-    Exit codes: 0 printed, 3 the database could not be read.
+
+    Exit codes:
+    0 printed
+    3 the database could not be read
     """
     settings = operator_settings(data_dir)
     with database_errors(settings):

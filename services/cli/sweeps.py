@@ -2,8 +2,8 @@
 
 Exit codes: 0 ok (with --wait: the sweep succeeded), 1 the sweep failed or was
 cancelled, or its state does not allow the request (409), 2 bad input (another 4xx
-response or an unreadable file), 3 the service cannot be reached, 4 the sweep does
-not exist.
+response, such as a 401 for a missing or rejected API key, or an unreadable file), 3
+the service cannot be reached, 4 the sweep does not exist.
 """
 
 from __future__ import annotations
@@ -31,9 +31,13 @@ from services.client import Client, Sweep
 app = typer.Typer()
 sweeps_app = typer.Typer(
     name="sweeps",
-    help="List sweeps on a running steep service, or show, watch or cancel one. Exit codes: "
-    "0 ok, 1 the sweep failed or its state does not allow the request, 2 bad input, "
-    "3 service unreachable, 4 not found.",
+    help="List sweeps on a running steep service, or show, watch or cancel one.\n\n"
+    "Exit codes:\n"
+    "0 ok\n"
+    "1 the sweep failed or its state does not allow the request (409)\n"
+    "2 bad input, or no valid API key was sent\n"
+    "3 the service could not be reached\n"
+    "4 no such sweep",
     invoke_without_command=True,
 )
 app.add_typer(sweeps_app, name="sweeps")
@@ -117,9 +121,11 @@ def sweep(
 ) -> None:
     """Submit a sweep and print its trials; with --wait, follow its leaderboard to the end.
 
-    Exit codes: 0 submitted (with --wait: at least one trial succeeded), 1 the sweep
-    failed or was cancelled, 2 the file or a trial's spec was rejected, 3 the service
-    could not be reached.
+    Exit codes:
+    0 submitted (with --wait: at least one trial succeeded)
+    1 the sweep failed or was cancelled
+    2 the file or a trial's spec was rejected, or no valid API key was sent
+    3 the service could not be reached
     """
     body = read_json_object(path, "a sweep")
     with connect(url) as client:
@@ -151,7 +157,10 @@ def list_sweeps(
 ) -> None:
     """List sweeps, newest first, with their trial counts.
 
-    Exit codes: 0 listed, 2 a filter was rejected, 3 the service could not be reached.
+    Exit codes:
+    0 listed
+    2 a filter was rejected, or no valid API key was sent
+    3 the service could not be reached
     """
     if context.invoked_subcommand is not None:
         return
@@ -184,7 +193,11 @@ def show_sweep(
 ) -> None:
     """Show a sweep's trial counts and leaderboard.
 
-    Exit codes: 0 shown, 3 the service could not be reached, 4 no such sweep.
+    Exit codes:
+    0 shown
+    2 no valid API key was sent
+    3 the service could not be reached
+    4 no such sweep
     """
     with connect(url) as client:
         result = client.get_sweep(sweep_id)
@@ -197,8 +210,12 @@ def watch_sweep(
 ) -> None:
     """Follow a sweep's leaderboard until the sweep ends.
 
-    Exit codes: 0 the sweep succeeded, 1 it failed or was cancelled, 3 the service could
-    not be reached, 4 no such sweep.
+    Exit codes:
+    0 the sweep succeeded
+    1 it failed or was cancelled
+    2 no valid API key was sent
+    3 the service could not be reached
+    4 no such sweep
     """
     with connect(url) as client:
         result = _follow(client, client.get_sweep(sweep_id), as_json)
@@ -213,8 +230,12 @@ def cancel_sweep(
 ) -> None:
     """Cancel a sweep: no more trials start, and its queued and running jobs stop.
 
-    Exit codes: 0 cancelled, 1 the sweep has already ended (409), 3 the service could
-    not be reached, 4 no such sweep.
+    Exit codes:
+    0 cancelled
+    1 the sweep has already ended (409)
+    2 no valid API key was sent
+    3 the service could not be reached
+    4 no such sweep
     """
     with connect(url) as client:
         result = client.cancel_sweep(sweep_id)
@@ -234,7 +255,10 @@ def experiments(
 ) -> None:
     """List experiments with job counts by status and the best job of each.
 
-    Exit codes: 0 listed, 3 the service could not be reached.
+    Exit codes:
+    0 listed
+    2 no valid API key was sent
+    3 the service could not be reached
     """
     with connect(url) as client:
         page = client.list_experiments(limit=limit)

@@ -291,6 +291,19 @@ def test_keys_cli_create_list_revoke(settings: Settings) -> None:
 
 
 @EMBEDDED_ONLY
+def test_keys_cli_revoke_twice_prints_already_revoked(settings: Settings) -> None:
+    """A second ``steep keys revoke`` of a key prints that it was already revoked, and exits 0."""
+    key_id = create_key(settings, "acme").info.id
+
+    first = _steep("keys", "revoke", key_id)
+    second = _steep("keys", "revoke", key_id)
+
+    assert first.stdout.strip() == f"key {key_id} of tenant 'acme' revoked"
+    assert f"key {key_id} of tenant 'acme' was already revoked at " in second.stdout
+    assert second.stdout.strip().endswith(" UTC")
+
+
+@EMBEDDED_ONLY
 def test_keys_cli_finds_data_dir_or_says_none(settings: Settings, tmp_path: Path) -> None:
     """Run in a folder with no database, ``steep keys`` reports it and creates no file;
     ``--data-dir`` names the folder of ``steep serve --data-dir``."""

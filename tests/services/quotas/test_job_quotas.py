@@ -77,6 +77,19 @@ def test_running_quota_rejects_submit_with_retry_after(make_app: MakeApp) -> Non
     assert_other_tenant_served(app)
 
 
+def test_quota_message_singular_job(make_app: MakeApp) -> None:
+    """At quotas of one job, the 429's detail contains "1 job", not "1 jobs"."""
+    app = make_app(max_running_jobs_per_tenant=1, max_queued_jobs_per_tenant=1)
+    with client_for(app, tenant="tenant-a") as client:
+        first = submit(client).json()["id"]
+        queued_response = submit(client)
+        start_running(app.state.settings, first)
+        running_response = submit(client)
+
+    assert "has 1 job queued," in assert_problem(queued_response, 429)["detail"]
+    assert "has 1 job running," in assert_problem(running_response, 429)["detail"]
+
+
 def test_running_quota_counts_only_running_jobs(make_app: MakeApp) -> None:
     """Queued jobs do not count against the running quota: below it a submit succeeds."""
     app = make_app(max_running_jobs_per_tenant=1, max_queued_jobs_per_tenant=10)
