@@ -1,4 +1,7 @@
-"""``/``: the dashboard page, and ``/dashboard/<file>``: its scripts, styles and icon."""
+"""``/``: the dashboard page, and ``/dashboard/<file>``: its scripts, styles and icon.
+
+Each route also serves HEAD, with GET's status and headers and no body.
+"""
 
 from __future__ import annotations
 
@@ -25,12 +28,12 @@ _FILE_NAME = re.compile(r"[a-z0-9][a-z0-9-]*\.(?:js|css|svg)")
 _HEADERS = {"Cache-Control": "no-cache"}
 
 
-@router.get("/")
+@router.api_route("/", methods=["GET", "HEAD"])
 def dashboard_page() -> FileResponse:
     return _static_file("index.html")
 
 
-@router.get("/dashboard/{name}")
+@router.api_route("/dashboard/{name}", methods=["GET", "HEAD"])
 def dashboard_file(name: Annotated[str, Path(max_length=100)]) -> FileResponse:
     """Serve one of the page's files.
 

@@ -5,6 +5,8 @@ so it is blank without internet access. These assets come from the
 ``swagger-ui-bundle`` package instead. The page starts Swagger UI from a script
 file rather than an inline script, so its Content-Security-Policy needs no
 ``'unsafe-inline'``.
+
+Each route also serves HEAD, with GET's status and headers and no body.
 """
 
 from __future__ import annotations
@@ -51,12 +53,12 @@ window.ui = SwaggerUIBundle({
 """
 
 
-@router.get("/docs")
+@router.api_route("/docs", methods=["GET", "HEAD"])
 def swagger_ui() -> HTMLResponse:
     return HTMLResponse(DOCS_PAGE)
 
 
-@router.get("/docs/start.js")
+@router.api_route("/docs/start.js", methods=["GET", "HEAD"])
 def swagger_ui_start() -> Response:
     return Response(START_SCRIPT, media_type="text/javascript; charset=utf-8")
 

@@ -1,4 +1,8 @@
-"""``/healthz`` (the process is up) and ``/readyz`` (its database and broker are reachable)."""
+"""``/healthz`` (the process is up) and ``/readyz`` (its database and broker are reachable).
+
+Both also serve HEAD, with GET's status and headers and no body. The HEAD routes stay
+out of the OpenAPI document, which lists each check once, as GET.
+"""
 
 from __future__ import annotations
 
@@ -27,3 +31,7 @@ def readyz(settings: SettingsDep) -> dict[str, str]:
     if failures:
         raise Unavailable("; ".join(failures))
     return {"status": "ready"}
+
+
+router.add_api_route("/healthz", healthz, methods=["HEAD"], include_in_schema=False)
+router.add_api_route("/readyz", readyz, methods=["HEAD"], include_in_schema=False)

@@ -124,6 +124,31 @@ def test_health_and_readiness(client: TestClient) -> None:
     assert client.get("/readyz").json() == {"status": "ready"}
 
 
+PAGES = ("/", "/dashboard/app.js", "/docs", "/docs/start.js", "/healthz", "/readyz")
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_head_answers_like_get_without_body(client: TestClient, path: str) -> None:
+    """HEAD on a page or a health check has GET's status and headers, and no body."""
+    get = client.get(path)
+
+    head = client.head(path)
+
+    assert head.status_code == get.status_code == 200
+    assert head.headers["content-type"] == get.headers["content-type"]
+    assert head.headers["content-length"] == get.headers["content-length"]
+    assert head.content == b""
+
+
+def test_openapi_lists_no_head_or_page_routes(openapi: dict[str, Any]) -> None:
+    """The document lists the health checks once, as GET, and no page or HEAD route."""
+    methods = {path: set(operations) for path, operations in openapi["paths"].items()}
+
+    assert methods["/healthz"] == methods["/readyz"] == {"get"}
+    assert not [path for path in methods if path == "/" or path.startswith(("/docs", "/dash"))]
+    assert not [path for path, names in methods.items() if "head" in names]
+
+
 @pytest.mark.parametrize(
     ("setting", "url", "message"),
     [
@@ -175,6 +200,23 @@ def test_openapi_lists_the_contract(
     operation = openapi["paths"][path][method]
 
     assert statuses <= set(operation["responses"])
+
+
+def test_openapi_numeric_queries_have_minimum(openapi: dict[str, Any]) -> None:
+    """Every integer or number query parameter declares a minimum, so a negative is a 422."""
+    unbounded = []
+    for path, operations in openapi["paths"].items():
+        for method, operation in operations.items():
+            for parameter in operation.get("parameters", []):
+                schema = parameter["schema"]
+                members = [schema, *schema.get("anyOf", [])]
+                types = {member.get("type") for member in members}
+                numeric = bool(types & {"integer", "number"})
+                bounded = "minimum" in schema or "exclusiveMinimum" in schema
+                if parameter["in"] == "query" and numeric and not bounded:
+                    unbounded.append(f"{method.upper()} {path} {parameter['name']}")
+
+    assert unbounded == []
 
 
 def test_openapi_job_fields_match_the_contract(openapi: dict[str, Any]) -> None:
