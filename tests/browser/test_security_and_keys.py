@@ -105,11 +105,13 @@ def test_key_form_wrong_then_right_key(open_page: OpenPage, keyed_service: Keyed
 
     dialog = page.locator("dialog.key-dialog")
     expect(dialog.get_by_role("heading")).to_have_text("This service needs an API key")
+    assert dialog.inner_text().count("steep keys create") == 1
     watched.screenshot("key-form")
     enter_key(page, WRONG_KEY)
 
     expect(dialog.get_by_role("heading")).to_have_text("The API key was not accepted")
     expect(dialog.get_by_role("alert")).to_contain_text("unknown or revoked")
+    assert dialog.inner_text().count("steep keys create") == 1
     assert page.evaluate("() => sessionStorage.length + localStorage.length") == 0
     enter_key(page, mine)
 

@@ -63,12 +63,16 @@ function showKeyForm(problem, rejected) {
     const remember = h("input", { type: "checkbox", name: "remember", id: "remember-key" });
     const title = rejected ? "The API key was not accepted" : "This service needs an API key";
     const detail = problem && problem.detail ? problem.detail : "";
+    // The service's 401 messages already name the command, so the hint would repeat it.
+    const hint = detail.includes("steep keys create")
+      ? null
+      : h("p", { class: "muted" }, "An operator creates keys with ", h("code", {}, "steep keys create --tenant NAME"), ".");
     const form = h(
       "form",
       { method: "dialog", class: "key-form" },
       h("h2", { id: "key-dialog-title" }, title),
       detail ? h("p", { class: "key-message", role: "alert" }, detail) : null,
-      h("p", { class: "muted" }, "An operator creates keys with ", h("code", {}, "steep keys create --tenant NAME"), "."),
+      hint,
       h("label", { for: "api-key" }, "API key"),
       input,
       h("label", { class: "checkbox" }, remember, " Remember on this device"),
