@@ -29,6 +29,7 @@ from rich.text import Text
 
 from core.data import encode_classes, seed_stream
 from core.datasets import load_builtin
+from core.encoding import Encoding
 from core.fit import fit, infer_task
 from core.metrics import mae, r2_score
 from core.model import Model
@@ -73,6 +74,7 @@ class _TrainingData:
     task: Task
     classes: list[Any] | None  # set when y contains indices into it (built-in datasets)
     feature_names: list[str]
+    encoding: Encoding | None = None  # the input columns, when a text column was one-hot encoded
 
 
 @app.command()
@@ -218,7 +220,7 @@ def _read_training_data(spec: JobSpec, data: Path | None, target: str | None) ->
             raise _InputError("--target selects a column of --data, so it needs --data")
         return _builtin_data(spec)
     try:
-        table = read_table(data, target=target)
+        table = read_table(data, target=target, text_features=True)
     except (OSError, ValueError) as error:
         raise _InputError(f"cannot read {data}: {error}") from error
     return _TrainingData(
@@ -228,6 +230,7 @@ def _read_training_data(spec: JobSpec, data: Path | None, target: str | None) ->
         task=spec.resolved_task(infer_task(table.y)),
         classes=None,
         feature_names=table.feature_names,
+        encoding=table.encoding,
     )
 
 
@@ -275,6 +278,7 @@ def _fit(
             task=samples.task,
             classes=samples.classes,
             feature_names=samples.feature_names,
+            encoding=samples.encoding,
             callback=callback,
         )
 
