@@ -205,9 +205,15 @@ def _checkpoint_model(session: Session, tenant: str, job: Job) -> Model:
                 f"job {job.id} has no checkpoint yet (status {job.status}, epoch {job.epoch}); "
                 "try again after a few epochs"
             )
+        if job.status == "failed":
+            raise Conflict(
+                f"job {job.id} has no checkpoint: it failed ({job.stop_reason}) before its "
+                "first checkpoint was written"
+            )
         raise Conflict(
-            f"job {job.id} has no checkpoint (status {job.status}): a job's checkpoint is "
-            "deleted when the job ends"
+            f"job {job.id} has no checkpoint (status {job.status}): the checkpoint of a job "
+            "that succeeds or is cancelled is deleted when it ends; download its weights "
+            "instead"
         )
     key = ("checkpoint", job.id, checkpoint.epoch, checkpoint.attempt)
     return _cache.get_or_load(key, lambda: _model_from_checkpoint(session, tenant, job, checkpoint))

@@ -342,7 +342,9 @@ def finish(
 ) -> bool:
     """Write the last epochs, the weights and the final status in one transaction.
 
-    The stored checkpoint is deleted, because a finished job is never resumed.
+    The stored checkpoint is deleted, because a finished job is never resumed, unless
+    the job failed: then it is the state before the failure, which a client may still
+    download (``?checkpoint=latest``) until the job is deleted.
     Returns False, writing nothing, when the attempt no longer owns the job.
     The new epochs are counted as in ``flush``.
     """
@@ -376,7 +378,8 @@ def finish(
                 {"job_id": claim.job_id, "data": weights, "created_at": now},
                 key="job_id",
             )
-        session.execute(delete(Checkpoint).where(Checkpoint.job_id == claim.job_id))
+        if status != "failed":
+            session.execute(delete(Checkpoint).where(Checkpoint.job_id == claim.job_id))
         reason = stop_message or error_message or stop_reason
         _add_transition(session, claim.job_id, status, claim.attempt, claim.worker_id, reason, now)
         _count_work(session, claim, new_epochs, samples_per_epoch)

@@ -194,8 +194,8 @@ def _wait_for_checkpoint(client: TestClient, job_id: str) -> Any:
 
 def test_failed_job_serves_no_model(client: TestClient, train: Train) -> None:
     """A diverged job's stored parameters are not a trained model: weights and predict are
-    409s that give the stop reason, and the job's failure stays readable. Its checkpoint
-    was deleted when it ended, so no message suggests checkpoint=latest."""
+    409s that give the stop reason, and the job's failure stays readable. It keeps its
+    latest checkpoint, the state before the failure, and checkpoint=latest serves it."""
     spec = {
         **TEA_SPEC,
         "optimizer": {"type": "sgd", "lr": 10.0},
@@ -203,16 +203,38 @@ def test_failed_job_serves_no_model(client: TestClient, train: Train) -> None:
     }
     job = submit(client, spec)
     assert train(job["id"]) == "failed"
+    failed = client.get(f"/v1/jobs/{job['id']}").json()
 
     for path in (f"/v1/jobs/{job['id']}/weights", f"/v1/jobs/{job['id']}/weights?format=json"):
         problem = assert_problem(client.get(path), 409)
         assert "diverged" in problem["detail"]
-        assert "checkpoint=latest" not in problem["detail"]
-    latest = client.get(f"/v1/jobs/{job['id']}/weights?checkpoint=latest")
-    assert "deleted when the job ends" in assert_problem(latest, 409)["detail"]
+        assert "checkpoint=latest" in problem["detail"]
+    latest = client.get(f"/v1/jobs/{job['id']}/weights?checkpoint=latest&format=json")
+    assert latest.status_code == 200, latest.text
+    assert set(latest.json()["parameters"]) == {"dense_0.weight"}
     predicted = client.post(f"/v1/jobs/{job['id']}/predict", json={"inputs": [[2.0]]})
     assert "no trained model" in assert_problem(predicted, 409)["detail"]
-    assert client.get(f"/v1/jobs/{job['id']}").json()["stop_reason"] == "diverged"
+    assert failed["stop_reason"] == "diverged"
+
+
+def test_job_failed_in_first_epoch_has_no_checkpoint(client: TestClient, train: Train) -> None:
+    """A job that diverges before its first epoch ends took no checkpoint, and
+    checkpoint=latest says so instead of suggesting it was deleted."""
+    spec = {
+        "dataset": "builtin:diabetes",
+        "model": {"layers": [{"type": "dense", "units": 1}]},
+        "optimizer": {"type": "sgd", "lr": 10.0},
+        "training": {"epochs": 5, "batch_size": 16},
+    }
+    job = submit(client, spec)
+    assert train(job["id"]) == "failed"
+
+    latest = client.get(f"/v1/jobs/{job['id']}/weights?checkpoint=latest")
+
+    detail = assert_problem(latest, 409)["detail"]
+    assert "failed (diverged) before its first checkpoint was written" in detail
+    weights = assert_problem(client.get(f"/v1/jobs/{job['id']}/weights"), 409)["detail"]
+    assert "checkpoint=latest" not in weights
 
 
 def test_predict_value_beyond_float32_is_422(client: TestClient, train: Train) -> None:
