@@ -21,7 +21,7 @@ import numpy as np
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from core.spec import Dense, JobSpec, ModelSpec
+from core.spec import Dense, JobSpec, LossSpec, ModelSpec
 from services import catalog, quotas
 from services.datasets import load_dataset
 from services.errors import Conflict, InvalidInput, NotFound
@@ -441,9 +441,17 @@ def _check_outputs(
     assert isinstance(last, Dense)  # the schema requires a dense last layer
     loss = spec.resolved_loss("classification" if task == "classification" else "regression")
 
-    if task == "regression":
-        needed = dataset.n_outputs if dataset.task == "regression" else 1
-        reason = f"dataset {dataset.id!r} has {needed} regression target(s)"
+    if task == "regression" and dataset.task == "regression":
+        needed = dataset.n_outputs
+        targets = "target" if needed == 1 else "targets"
+        reason = f"dataset {dataset.id!r} has {needed} regression {targets}"
+    elif task == "regression":
+        needed = 1
+        reason = (
+            f"{_regression_cause(spec, loss)} makes this a regression on the class index of "
+            f"classification dataset {dataset.id!r}, one target (to classify, use the loss "
+            "cross_entropy)"
+        )
     else:
         n_classes = _count_classes(session, tenant, dataset)
         if loss.type == "binary_cross_entropy":
@@ -466,6 +474,11 @@ def _check_outputs(
             f"set units to {needed}",
             loc=("body", "model", "layers", last_index, "units"),
         )
+
+
+def _regression_cause(spec: JobSpec, loss: LossSpec) -> str:
+    """Name what made a job a regression: the spec's task, or else its loss."""
+    return "task regression" if spec.task == "regression" else f"the loss {loss.type}"
 
 
 def _count_classes(session: Session, tenant: str, dataset: DatasetPublic) -> int:

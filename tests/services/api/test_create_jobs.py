@@ -175,6 +175,14 @@ BAD_SPECS: list[tuple[str, dict[str, Any], str, str]] = [
     ("bare built-in name", _with("dataset", "iris"), "dataset", "builtin:iris"),
     ("output units mismatch", _with("model.layers.1.units", 5), "units", "set units to 3"),
     (
+        "regression loss on classes",
+        _with("loss", "squared_error"),
+        "units",
+        "the loss squared_error makes this a regression on the class index of classification "
+        "dataset 'builtin:iris', one target (to classify, use the loss cross_entropy); set "
+        "units to 1",
+    ),
+    (
         "binary loss on three classes",
         _with("loss", "binary_cross_entropy"),
         "loss",
