@@ -95,15 +95,16 @@ class FeatureColumn:
     def add_missing(self) -> None:
         self._pending.append(math.nan)
 
-    def add_number(self, number: float, raw: object, where: str) -> None:
-        """Add a number; ``raw`` is the value as the file wrote it, ``where`` its location."""
+    def add_number(self, number: float, raw: object, where: str, *, missing: str = "empty") -> None:
+        """Add a number; ``raw`` is the value as the file wrote it, ``where`` its location,
+        and ``missing`` how the file's format writes a missing value."""
         if math.isnan(number):
             self._pending.append(math.nan)
             return
         if math.isinf(number):
             raise ValueError(
                 f"{where}: {raw!r} is infinite; values must be finite numbers, "
-                "or empty for a missing value"
+                f"or {missing} for a missing value"
             )
         if self.kind == "text":
             assert self.first_text is not None

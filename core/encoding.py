@@ -129,7 +129,7 @@ class Encoding:
         name. A number column takes an int, a float or a string that parses as a
         number; a text column takes one of its categories. None, NaN and "" are
         missing values and become NaN. ``name`` is how error messages refer to
-        ``rows`` (``inputs[3]['city']``, say).
+        ``rows`` (``inputs[3].city``, say).
 
         Raises:
             RowError: a row has the wrong length or keys, or a value is infinite, of
@@ -142,7 +142,9 @@ class Encoding:
             start = 0
             for position, (column, value) in enumerate(zip(self.columns, values, strict=True)):
                 field: int | str = column.name if isinstance(row, Mapping) else position
-                where = f"{name}[{index}][{field!r}]"
+                where = f"{name}[{index}]" + (
+                    f".{field}" if isinstance(field, str) else f"[{field}]"
+                )
                 x[index, start : start + column.width] = _encode_value(
                     column, value, where, index, field
                 )
@@ -178,7 +180,8 @@ class Encoding:
         missing = [column for column in self.column_names if column not in row]
         if missing:
             raise RowError(
-                f"{name}[{index}] has no value for the columns {_quoted(missing)}; every row "
+                f"{name}[{index}] has no value for the {_plural('column', missing)} "
+                f"{_quoted(missing)}; every row "
                 f"needs all {len(self.columns)} input columns, with null for a missing value",
                 index,
             )
@@ -186,7 +189,8 @@ class Encoding:
         unknown = [key for key in row if key not in known]
         if unknown:
             raise RowError(
-                f"{name}[{index}] has unknown columns {_quoted(unknown)}; the model's input "
+                f"{name}[{index}] has the unknown {_plural('column', unknown)} "
+                f"{_quoted(unknown)}; the model's input "
                 f"columns are {_quoted(self.column_names)}",
                 index,
                 unknown[0],
@@ -303,6 +307,10 @@ def _is_missing(value: Any) -> bool:
     if isinstance(value, float):
         return math.isnan(value)
     return isinstance(value, str) and not value.strip()
+
+
+def _plural(noun: str, items: Sequence[Any]) -> str:
+    return noun if len(items) == 1 else noun + "s"
 
 
 def _quoted(names: Sequence[str]) -> str:

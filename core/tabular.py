@@ -535,7 +535,7 @@ def _add_json_value(column: FeatureColumn, value: Any, i: int, j: int) -> None:
     elif isinstance(value, str) and column.text_allowed:
         column.add_text(value, where)
     elif isinstance(value, int | float) and not isinstance(value, bool):
-        column.add_number(float(value), value, where)
+        column.add_number(float(value), value, where, missing="null")
     else:
         allowed = "numbers, text or null" if column.text_allowed else "numbers or null"
         raise ValueError(f"{where} is {value!r}; features must be {allowed}")

@@ -51,7 +51,7 @@ def test_unknown_category_lists_known_ones() -> None:
 
     error = caught.value
     assert (error.row, error.field) == (1, "city")
-    assert "inputs[1]['city'] is 'Paris'" in error.message
+    assert "inputs[1].city is 'Paris'" in error.message
     assert "'Bergen', 'Oslo', 'Trondheim'" in error.message
 
 
@@ -86,9 +86,9 @@ def test_row_shape_errors() -> None:
     """Wrong lengths, missing keys and unknown keys each name the columns."""
     with pytest.raises(RowError, match=r"rows\[0\] has 2 values.*'age', 'city', 'spend'"):
         ENCODING.encode([[1, "Oslo"]])
-    with pytest.raises(RowError, match="no value for the columns 'spend'"):
+    with pytest.raises(RowError, match="no value for the column 'spend'"):
         ENCODING.encode([{"age": 1, "city": "Oslo"}])
-    with pytest.raises(RowError, match="unknown columns 'zip'"):
+    with pytest.raises(RowError, match="unknown column 'zip'"):
         ENCODING.encode([{"age": 1, "city": "Oslo", "spend": 2, "zip": "0150"}])
     with pytest.raises(RowError, match="n_features=2"):
         Encoding.numeric(["a", "b"]).encode([[1.0]])

@@ -187,6 +187,14 @@ def test_json_text_column() -> None:
         read_table(json.dumps(content).encode())
 
 
+def test_json_infinity_names_null() -> None:
+    """An infinite JSON feature is rejected with JSON's own word for a missing value."""
+    content = '{"x": [[1.0], [Infinity]], "y": [0, 1]}'
+
+    with pytest.raises(ValueError, match=r"is infinite; .* or null for a missing value"):
+        read_table(content.encode(), text_features=True)
+
+
 def test_npz_objects_never_unpickled() -> None:
     """An NPZ holding an object array is rejected by allow_pickle=False."""
     buffer = io.BytesIO()

@@ -249,3 +249,16 @@ def test_predict_value_beyond_float32_is_422(client: TestClient, train: Train) -
     assert "inputs[0][0]" in problem["detail"]
     assert "1e+308" in problem["detail"]
     assert "float32" in problem["detail"]
+
+
+def test_predict_missing_value_dotted_location(client: TestClient, train: Train) -> None:
+    """A null in an object row is named as the API's locations are, ``inputs[0].name``."""
+    job = submit(client, TEA_SPEC)
+    assert train(job["id"]) == "succeeded"
+    (column,) = [item["name"] for item in client.get("/v1/datasets/builtin:tea").json()["columns"]]
+
+    response = client.post(f"/v1/jobs/{job['id']}/predict", json={"inputs": [{column: None}]})
+
+    problem = assert_problem(response, 422)
+    assert problem["detail"].startswith(f"inputs[0].{column} (column '{column}') is missing")
+    assert problem["errors"][0]["loc"] == ["body", "inputs", 0, column]

@@ -239,8 +239,8 @@ def test_predict_rejects_missing_and_extra_keys(client: TestClient, train: Train
     extra = _predict(client, job_id, [{**full, "zip": "0150"}])
     short = _predict(client, job_id, [list(full.values())[:3]])
 
-    assert "inputs[1] has no value for the columns 'plan'" in assert_problem(missing, 422)["detail"]
-    assert "unknown columns 'zip'" in assert_problem(extra, 422)["detail"]
+    assert "inputs[1] has no value for the column 'plan'" in assert_problem(missing, 422)["detail"]
+    assert "unknown column 'zip'" in assert_problem(extra, 422)["detail"]
     problem = assert_problem(short, 422)
     assert "inputs[0] has 3 values" in problem["detail"]
     assert "'customer_age', 'city', 'plan', 'monthly_spend', 'tenure_months'" in problem["detail"]
