@@ -218,6 +218,10 @@ UnionMember = tuple[tuple[str | int, ...], str]
 
 DISCRIMINATOR_KEY = re.compile(r"^'(\w+)'$")
 
+# Pydantic's error types for a JSON body that is no object: model_attributes_type for
+# a model body, dict_type for a dict body.
+BODY_NOT_OBJECT = ("model_attributes_type", "dict_type")
+
 
 @dataclass(frozen=True)
 class LocatedError:
@@ -317,6 +321,12 @@ def describe_validation_error(item: dict[str, Any], body_schema: str | None = No
         if list(loc) == ["body"]:
             return _describe_missing_body(body_schema)
         return f"{field}: missing; this field is required"
+    if (
+        kind in BODY_NOT_OBJECT
+        and list(loc) == ["body"]
+        and not isinstance(item.get("input"), bytes)
+    ):
+        return _describe_body_not_object(body_schema, item.get("input"))
     if kind == "extra_forbidden":
         return f"{field}: unknown field; remove it or correct its spelling"
     if kind == "json_invalid":
@@ -350,11 +360,19 @@ def describe_validation_error(item: dict[str, Any], body_schema: str | None = No
 
 
 def _describe_missing_body(body_schema: str | None) -> str:
-    expected = f"a JSON object of the {body_schema} schema" if body_schema else "a JSON object"
     return (
-        f"the request body is missing; send {expected} (see /openapi.json) with "
+        f"the request body is missing; send {_expected_body(body_schema)} with "
         "'Content-Type: application/json'"
     )
+
+
+def _describe_body_not_object(body_schema: str | None, body: Any) -> str:
+    return f"the request body must be {_expected_body(body_schema)}, got {_short_repr(body)}"
+
+
+def _expected_body(body_schema: str | None) -> str:
+    expected = f"a JSON object of the {body_schema} schema" if body_schema else "a JSON object"
+    return f"{expected} (see /openapi.json)"
 
 
 def _describe_unknown_tag(item: dict[str, Any], field: str, ctx: Mapping[str, Any]) -> str:

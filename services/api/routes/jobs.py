@@ -184,7 +184,8 @@ async def stream_events(
     summary="Cancel a job",
 )
 def cancel_job(job_id: JobId, settings: SettingsDep, tenant: TenantDep) -> JobDetail:
-    """Cancel a queued job at once, or ask a running job to stop at its next flush."""
+    """Cancel a queued job at once, or ask a running job to stop at the end of its current
+    batch."""
     return jobs.cancel_job(settings, tenant, job_id)
 
 

@@ -349,6 +349,21 @@ def test_empty_body_says_missing_and_schema(client: TestClient) -> None:
         )
 
 
+def test_body_not_object_names_schema(client: TestClient) -> None:
+    """A JSON body that is no object (a list, a string) names the schema it must follow."""
+    for body, body_repr in (("[1, 2]", "[1, 2]"), ('"x"', "'x'")):
+        response = client.post(
+            "/v1/jobs", content=body, headers={"Content-Type": "application/json"}
+        )
+
+        (error,) = assert_problem(response, 422)["errors"]
+        assert error["loc"] == ["body"]
+        assert error["msg"] == (
+            "the request body must be a JSON object of the JobSpec schema "
+            f"(see /openapi.json), got {body_repr}"
+        )
+
+
 def test_missing_field_says_missing(client: TestClient) -> None:
     errors = job_errors(client, model={})
 
