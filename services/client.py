@@ -153,6 +153,14 @@ class Client:
         (default: the last column). Uploading the same bytes again returns the dataset
         stored the first time, so a retried upload never stores a copy.
         """
+        dataset, _ = self.upload_dataset_with_status(path, name=name, target=target)
+        return dataset
+
+    def upload_dataset_with_status(
+        self, path: str | Path, *, name: str | None = None, target: str | None = None
+    ) -> tuple[dict[str, Any], bool]:
+        """Upload a file as ``upload_dataset`` does and return the dataset and whether it
+        is new: True for a 201, False for a 200 when the same bytes were stored before."""
         path = Path(path)
         data = {key: value for key, value in (("name", name), ("target", target)) if value}
         with path.open("rb") as file:
@@ -160,7 +168,7 @@ class Client:
             response = self._request(
                 "POST", "/v1/datasets", files={"file": (path.name, file)}, data=data
             )
-        return dict(response.json())
+        return dict(response.json()), response.status_code == 201
 
     def list_datasets(self, *, limit: int = 50, cursor: str | None = None) -> dict[str, Any]:
         """Return one page of datasets: ``{"items": [...], "next_cursor": ...}``."""
@@ -242,15 +250,16 @@ class Client:
     ) -> Job:
         """Poll until the job finishes and return it; call ``on_update`` with each state.
 
-        ``progress=True`` shows a rich progress bar with the latest losses on stderr.
+        ``progress=True`` shows the epoch and the latest losses on stderr: a rich progress
+        bar on a terminal, else a plain line every few seconds.
 
         Raises:
             TimeoutError: ``timeout`` seconds passed first.
         """
         if progress:
-            from services.client_progress import JobProgressBar
+            from services.client_progress import job_progress
 
-            with JobProgressBar() as bar:
+            with job_progress() as bar:
                 return self._poll_job(job_id, poll_seconds, timeout, _chain(bar.update, on_update))
         return self._poll_job(job_id, poll_seconds, timeout, on_update)
 

@@ -53,11 +53,18 @@ def upload(
     if not path.is_file():
         fail(f"Cannot read {path}: no such file", EXIT_BAD_INPUT)
     with connect(url) as client:
-        dataset = client.upload_dataset(path, name=name, target=target)
+        dataset, created = client.upload_dataset_with_status(path, name=name, target=target)
     if as_json:
         console.print_json(json.dumps(dataset))
         return
-    console.print(f"dataset [bold]{dataset['id']}[/bold] ({escape(repr(dataset['name']))})")
+    if not created:
+        console.print(
+            f"{escape(str(path))} is already stored as dataset [bold]{dataset['id']}[/bold] "
+            f"({escape(repr(dataset['name']))}); no copy was stored",
+            highlight=False,
+        )
+    else:
+        console.print(f"dataset [bold]{dataset['id']}[/bold] ({escape(repr(dataset['name']))})")
     console.print(_summary(dataset), highlight=False, markup=False)
     console.print(f'use it in a job spec as "dataset": "{dataset["id"]}"', markup=False)
 

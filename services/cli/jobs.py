@@ -100,6 +100,12 @@ def list_jobs(
     if as_json:
         print_json([job.raw for job in page.items])
         return
+    if not page.items:
+        filtered = status or experiment or dataset or tags
+        console.print(
+            "no jobs match the filters" if filtered else f"no jobs on {client.base_url} yet"
+        )
+        return
     table = Table(title=f"jobs on {client.base_url}")
     # Ids stay whole, so that they can be copied into the next command.
     table.add_column("id", no_wrap=True, min_width=32)
@@ -337,7 +343,7 @@ def _number_or_text(value: str | None) -> float | str | None:
 
 @app.command()
 def cancel(job_id: JobIdArgument, url: UrlOption = None, as_json: JsonOption = False) -> None:
-    """Cancel a queued job, or ask a running one to stop at its next flush.
+    """Cancel a queued job, or ask a running one to stop at the end of its current batch.
 
     Exit codes:
     0 cancelled or cancel requested
@@ -353,7 +359,10 @@ def cancel(job_id: JobIdArgument, url: UrlOption = None, as_json: JsonOption = F
     elif job.status == "cancelled":
         console.print(f"job {job.id} cancelled")
     else:
-        console.print(f"job {job.id} is {job.status}; it stops at its next flush")
+        console.print(
+            f"job {job.id} is {job.status}; it stops at the end of its current batch "
+            "once its worker sees the cancel request"
+        )
 
 
 @app.command()

@@ -123,6 +123,11 @@ def train(
 
     Before training, a part of the data drawn with the spec's seed is held out.
     It is used only for the test metrics and keeps the class proportions for classification.
+
+    Exit codes:
+    0 trained, and the parameter file was written
+    1 training diverged, so no parameter file was written
+    2 the spec or the data is invalid, or a file cannot be read or written
     """
     out_path = out if out is not None else Path(spec_path.stem + ".npz")
     try:
@@ -440,7 +445,12 @@ def predict(
         bool, typer.Option("--json", help="Print the predictions as one JSON list.")
     ] = False,
 ) -> None:
-    """Predict with a trained model: one class label or value per row of DATA."""
+    """Predict with a trained model: one class label or value per row of DATA.
+
+    Exit codes:
+    0 predicted
+    2 the model or the data cannot be read, or the data do not fit the model
+    """
     try:
         model = _load_model(model_path)
         predictions = _predict(model, data)

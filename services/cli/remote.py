@@ -124,8 +124,12 @@ def read_json_object(path: Path, description: str) -> dict[str, Any]:
 
 
 def metrics_table(job: Job) -> Table:
-    """Return a table of the job's latest values and its best monitored value."""
-    table = Table(title=f"job {job.id}: {job.status} ({job.stop_reason or 'no stop reason'})")
+    """Return a table of the job's latest values and its best monitored value.
+
+    The title leaves out the job's id, because a narrow table would wrap it over two
+    lines. Callers print the id on a line of its own.
+    """
+    table = Table(title=f"{job.status} ({job.stop_reason or 'no stop reason'})")
     table.add_column("value")
     table.add_column("latest epoch", justify="right")
     for name, value in job.metrics.items():
@@ -133,13 +137,15 @@ def metrics_table(job: Job) -> Table:
             continue
         table.add_row(name, f"{value:.6g}")
     if job.best:
-        table.add_row(f"best {job.best.monitor or ''}", f"{job.best.value}")
+        best = "-" if job.best.value is None else f"{job.best.value:.6g}"
+        table.add_row(f"best {job.best.monitor or ''}", best)
         table.add_row("best epoch", str(job.best.epoch))
     return table
 
 
 def print_outcome(job: Job, base_url: str) -> None:
-    """Print a finished job's metrics, its stop message or error, and its dashboard page."""
+    """Print a finished job's id, metrics, stop message or error, and its dashboard page."""
+    console.print(f"job {job.id}", highlight=False, soft_wrap=True)
     console.print(metrics_table(job))
     if job.stop_message:
         console.print(escape(job.stop_message), highlight=False)

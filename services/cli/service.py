@@ -88,7 +88,12 @@ def _settings_with(**overrides: Any) -> Settings:
 def db_upgrade(
     revision: Annotated[str, typer.Option(help="Alembic revision to upgrade to.")] = "head",
 ) -> None:
-    """Create or upgrade the database schema to the latest revision."""
+    """Create or upgrade the database schema to the latest revision.
+
+    Exit codes:
+    0 upgraded
+    1 the database could not be reached, or a migration or the revision failed
+    """
     settings = _settings_with()
     configure_logging(settings)
     upgrade_database(settings.resolved_database_url, revision)
@@ -100,7 +105,12 @@ def db_upgrade(
 
 @app.command()
 def api(host: HostOption = None, port: PortOption = None) -> None:
-    """Run the HTTP API (uvicorn) in the foreground."""
+    """Run the HTTP API (uvicorn) in the foreground.
+
+    Exit codes:
+    0 stopped by Ctrl-C (SIGINT) or SIGTERM
+    3 the API did not start, e.g. the port is in use (uvicorn's startup failure)
+    """
     settings = _settings_with(host=host, port=port)
     configure_logging(settings)
     uvicorn.run(
@@ -129,7 +139,15 @@ def worker(
         str | None, typer.Option(help="Celery node name. Default: unique per process.")
     ] = None,
 ) -> None:
-    """Run a Celery worker that trains queued jobs, replacing this process."""
+    """Run a Celery worker that trains queued jobs, replacing this process.
+
+    The exit code is the Celery worker's. A warm shutdown hands the running job back
+    to the queue.
+
+    Exit codes:
+    0 stopped warm: SIGTERM, or a first Ctrl-C
+    1 it failed, rejected an option, or stopped cold (SIGQUIT, a second Ctrl-C)
+    """
     settings = _settings_with()
     command = worker_command(settings, concurrency=concurrency, pool=pool, hostname=hostname)
     # The new process reads these before NumPy loads BLAS, so its pool has this size.
@@ -144,7 +162,14 @@ def worker(
 
 @app.command()
 def reaper() -> None:
-    """Requeue jobs of lost workers and resend lost messages, until SIGINT or SIGTERM."""
+    """Requeue jobs of lost workers and resend lost messages, until SIGINT or SIGTERM.
+
+    An error during a pass is logged, and the next pass runs as planned.
+
+    Exit codes:
+    0 stopped by Ctrl-C (SIGINT) or SIGTERM
+    1 the reaper could not start (a traceback shows the error)
+    """
     settings = _settings_with()
     configure_logging(settings)
     stop_event = threading.Event()
@@ -186,6 +211,10 @@ def serve(
 
     Migrates the database first. Stops cleanly on Ctrl-C (SIGINT) or SIGTERM: the
     running job goes back to the queue and resumes at the next start.
+
+    Exit codes:
+    0 stopped cleanly; with --detach: ready; with --stop: stopped
+    1 a process failed, steep serve already runs, or --detach or --stop failed
     """
     resolved_dir = (data_dir or get_settings().data_dir).resolve()
     settings = _settings_with(host=host, port=port, data_dir=resolved_dir)

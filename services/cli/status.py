@@ -104,7 +104,7 @@ def _print_status(content: dict[str, Any]) -> None:
     for column in ("tenant", "epoch", "attempt"):
         running.add_column(column)
     running.add_column("worker", overflow="fold")
-    running.add_column("samples/s")
+    running.add_column("samples/s", justify="right")
     for job in content["running_jobs"]:
         rate = job["samples_per_second"]
         running.add_row(
@@ -113,7 +113,7 @@ def _print_status(content: dict[str, Any]) -> None:
             f"{job['epoch']}/{job['epochs']}",
             str(job["attempt"]),
             escape(job["worker_id"] or "-"),
-            "-" if rate is None else f"{rate:.4g}",
+            "-" if rate is None else f"{rate:,.0f}",
         )
     console.print(running)
 

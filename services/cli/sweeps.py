@@ -27,6 +27,7 @@ from services.cli.remote import (
     read_json_object,
 )
 from services.client import Client, Sweep
+from services.client_progress import ProgressLines
 
 app = typer.Typer()
 sweeps_app = typer.Typer(
@@ -52,15 +53,19 @@ def _value(value: float | None) -> str:
     return "-" if value is None else f"{value:.4g}"
 
 
-def sweep_tables(sweep: Sweep, rows: int = LEADERBOARD_ROWS) -> Group:
-    """Return the sweep's summary line, trial counts and the top of its leaderboard."""
+def sweep_summary(sweep: Sweep) -> str:
+    """Return one line of the sweep's status, trial counts and objective, as plain text."""
     counts = ", ".join(f"{count} {status}" for status, count in sorted(sweep.counts.items()))
     objective = f"{sweep.objective['mode']} {sweep.objective['metric']}"
-    title = (
-        f"sweep {sweep.id} ({escape(sweep.name or sweep.method)}): {sweep.status}, "
+    return (
+        f"sweep {sweep.id} ({sweep.name or sweep.method}): {sweep.status}, "
         f"{sweep.n_trials} trials ({counts}), objective {objective}"
     )
-    leaderboard = Table(title=title, title_justify="left")
+
+
+def sweep_tables(sweep: Sweep, rows: int = LEADERBOARD_ROWS) -> Group:
+    """Return the sweep's summary line, trial counts and the top of its leaderboard."""
+    leaderboard = Table(title=escape(sweep_summary(sweep)), title_justify="left")
     leaderboard.add_column("rank", justify="right")
     leaderboard.add_column("trial", justify="right")
     leaderboard.add_column(sweep.objective["metric"], justify="right")
@@ -91,6 +96,12 @@ def sweep_tables(sweep: Sweep, rows: int = LEADERBOARD_ROWS) -> Group:
 def _follow(client: Client, sweep: Sweep, as_json: bool) -> Sweep:
     if as_json:
         return client.wait_sweep(sweep.id)
+    if not error_console.is_terminal:
+        # A file or a CI log would receive the live view only when it stops.
+        lines = ProgressLines(error_console)
+        return client.wait_sweep(
+            sweep.id, on_update=lambda state: lines.show(sweep_summary(state), now=state.finished)
+        )
     # Transient: the live view goes away at the end, and _report prints the final state once.
     with Live(
         sweep_tables(sweep), console=error_console, refresh_per_second=2, transient=True
@@ -168,6 +179,12 @@ def list_sweeps(
         page = client.list_sweeps(status=status, experiment=experiment, limit=limit)
     if as_json:
         print_json([item.raw for item in page.items])
+        return
+    if not page.items:
+        filtered = status or experiment
+        console.print(
+            "no sweeps match the filters" if filtered else f"no sweeps on {client.base_url} yet"
+        )
         return
     table = Table(title=f"sweeps on {client.base_url}")
     # Ids stay whole, so that they can be copied into the next command.

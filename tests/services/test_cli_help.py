@@ -59,6 +59,19 @@ def test_help_lists_one_exit_code_per_line(path: tuple[str, ...]) -> None:
         assert re.fullmatch(r"\d \S.*", line), line
 
 
+GROUPS = {path[:-1] for path in HELP if len(path) > 1}
+LEAVES = [path for path in HELP if path not in GROUPS]
+
+
+@pytest.mark.parametrize("path", LEAVES, ids=" ".join)
+def test_command_help_has_exit_codes(path: tuple[str, ...]) -> None:
+    """Every command that runs something documents its exit codes, one per line."""
+    lines = HELP[path]
+
+    assert "Exit codes:" in lines, f"steep {' '.join(path)} --help has no 'Exit codes:' section"
+    assert exit_code_lines(lines)
+
+
 @pytest.mark.parametrize("path", REMOTE, ids=" ".join)
 def test_remote_help_exit_2_covers_api_key(path: tuple[str, ...]) -> None:
     """A command that calls the service documents that a missing or rejected key exits 2."""

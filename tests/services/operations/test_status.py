@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from services.cli import app
+from services.cli import status as status_command
 from services.settings import Settings
 from services.store import runs, workers
 from services.store.workers import WorkerIdentity
@@ -49,3 +51,28 @@ def test_status_table_names_running_job(settings: Settings) -> None:
     assert running_id in result.output
     assert "0/1" in result.output
     assert "Queue depth: 0" in result.output
+
+
+def test_status_rate_has_thousands_separators(capsys: pytest.CaptureFixture[str]) -> None:
+    """samples/s prints as a whole number with separators, not in exponent notation."""
+    running = {
+        "id": "job-1",
+        "tenant": "alpha",
+        "epoch": 2,
+        "epochs": 5,
+        "attempt": 1,
+        "worker_id": "node@host/7",
+        "samples_per_second": 378_312.4,
+    }
+    content = {
+        "workers_alive": [],
+        "queue_depth": 0,
+        "running_jobs": [running],
+        "jobs_by_status": {"running": 1},
+    }
+
+    status_command._print_status(content)
+
+    output = capsys.readouterr().out
+    assert "378,312" in output
+    assert "e+05" not in output
