@@ -342,9 +342,9 @@ def finish(
 ) -> bool:
     """Write the last epochs, the weights and the final status in one transaction.
 
-    The stored checkpoint is deleted, because a finished job is never resumed, unless
-    the job failed: then it is the state before the failure, which a client may still
-    download (``?checkpoint=latest``) until the job is deleted.
+    The stored checkpoint is deleted, because a finished job is never resumed. A failed
+    job keeps it: it is the state before the failure, which a client may still download
+    (``?checkpoint=latest``) until the job is deleted.
     Returns False, writing nothing, when the attempt no longer owns the job.
     The new epochs are counted as in ``flush``.
     """
