@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["MAX_LISTED_CATEGORIES", "Column", "Encoding", "RowError"]
+__all__ = ["MAX_LISTED_CATEGORIES", "Column", "Encoding", "RowError", "value_location"]
 
 # Error messages list at most this many known categories, then say how many more exist.
 MAX_LISTED_CATEGORIES = 20
@@ -142,9 +142,7 @@ class Encoding:
             start = 0
             for position, (column, value) in enumerate(zip(self.columns, values, strict=True)):
                 field: int | str = column.name if isinstance(row, Mapping) else position
-                where = f"{name}[{index}]" + (
-                    f".{field}" if isinstance(field, str) else f"[{field}]"
-                )
+                where = value_location(name, index, field)
                 x[index, start : start + column.width] = _encode_value(
                     column, value, where, index, field
                 )
@@ -307,6 +305,12 @@ def _is_missing(value: Any) -> bool:
     if isinstance(value, float):
         return math.isnan(value)
     return isinstance(value, str) and not value.strip()
+
+
+def value_location(name: str, index: int, field: int | str) -> str:
+    """Format where a value sits, as the API writes error locations: ``inputs[0].city``
+    in a row keyed by column name, ``inputs[0][2]`` in a row of values in column order."""
+    return f"{name}[{index}]" + (f".{field}" if isinstance(field, str) else f"[{field}]")
 
 
 def _plural(noun: str, items: Sequence[Any]) -> str:

@@ -81,8 +81,8 @@ class JobProgressBar:
 
 class ProgressLines:
     """Plain progress lines for a log: ``show(line)`` prints at most every ``interval``
-    seconds, ``show(line, now=True)`` prints at once, and the same line never prints twice.
-    Each line ends with the seconds since the start."""
+    seconds, ``show(line, now=True)`` prints at once, and a line equal to the last one
+    printed is skipped. Each line ends with the seconds since the start."""
 
     def __init__(
         self,

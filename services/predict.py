@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 import core
 from core.data import prepare_data
-from core.encoding import Encoding, RowError
+from core.encoding import Encoding, RowError, value_location
 from core.model import Model
 from core.network import Network
 from core.paramfile import load_model, to_json_dict, to_npz_bytes
@@ -313,9 +313,10 @@ def _check_missing(model: Model, x: np.ndarray, rows: list[Any]) -> None:
         return
     row, feature = (int(index) for index in missing[0])
     column, field = _place(model, rows, row, feature)
+    where = value_location("inputs", row, field)
     raise InvalidInput(
-        f"{_cell_location(row, field)} (column {column!r}) is missing, but this model was trained "
-        "without preprocessing.impute, so every value is required",
+        f"{where} (column {column!r}) is missing, but this model was trained without "
+        "preprocessing.impute, so every value is required",
         loc=("body", "inputs", row, field),
     )
 
@@ -328,10 +329,11 @@ def _check_range(model: Model, x: np.ndarray, rows: list[Any]) -> None:
         return
     row, feature = (int(index) for index in beyond[0])
     column, field = _place(model, rows, row, feature)
+    where = value_location("inputs", row, field)
+    dtype = np.dtype(model.network.dtype).name
     raise InvalidInput(
-        f"{_cell_location(row, field)} (column {column!r}) is {x[row, feature]:g}, beyond the "
-        f"range of this {np.dtype(model.network.dtype).name} model (about ±{largest:.1e}); "
-        "send values the model's dtype can hold",
+        f"{where} (column {column!r}) is {x[row, feature]:g}, beyond the range of this "
+        f"{dtype} model (about ±{largest:.1e}); send values the model's dtype can hold",
         loc=("body", "inputs", row, field),
     )
 
@@ -344,12 +346,6 @@ def _place(model: Model, rows: list[Any], row: int, feature: int) -> tuple[str, 
         column if isinstance(rows[row], dict) else encoding.column_names.index(column)
     )
     return column, field
-
-
-def _cell_location(row: int, field: int | str) -> str:
-    """Format a value's location as the API's error locations are written:
-    ``inputs[0].city`` in an object row, ``inputs[0][2]`` in a list row."""
-    return f"inputs[{row}]" + (f"[{field}]" if isinstance(field, int) else f".{field}")
 
 
 def _finite_or_none(value: float) -> float | None:

@@ -219,7 +219,7 @@ def test_failed_job_serves_no_model(client: TestClient, train: Train) -> None:
 
 def test_job_failed_in_first_epoch_has_no_checkpoint(client: TestClient, train: Train) -> None:
     """A job that diverges before its first epoch ends took no checkpoint, and
-    checkpoint=latest says so instead of suggesting it was deleted."""
+    the 409 for checkpoint=latest reports that instead of suggesting it was deleted."""
     spec = {
         "dataset": "builtin:diabetes",
         "model": {"layers": [{"type": "dense", "units": 1}]},
